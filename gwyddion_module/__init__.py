@@ -1,0 +1,1 @@
+"""The Gwyddion side of nrm-plugins: plug-in shims and their installer."""

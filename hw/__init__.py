@@ -1,0 +1,1 @@
+"""Hardware adapters (lock-in drivers, controllers, simulated twins) as pluggy plugins."""

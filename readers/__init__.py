@@ -1,0 +1,1 @@
+"""Vendor readers (pluggy plugins registered through the entry-point group ``nrm_plugins``)."""

@@ -1,0 +1,1 @@
+"""Nanonis reader and writer plugin (placeholder until the reader lands)."""

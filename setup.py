@@ -1,0 +1,28 @@
+"""Map the top-level code folders into the `nrm_plugins` package.
+
+DESIGN.md §2 keeps `readers/`, `hw/` and `gwyddion_module/` beside the core, but they import as
+`nrm_plugins.readers`, `nrm_plugins.hw` and `nrm_plugins.gwyddion_module`, in an editable install and
+in a wheel alike.  Sub-packages are found automatically, so a new reader folder needs no edit here.
+"""
+from setuptools import find_packages, setup
+
+FOLDERS = {
+    "nrm_plugins": "nrm_plugins",
+    "nrm_plugins.readers": "readers",
+    "nrm_plugins.hw": "hw",
+    "nrm_plugins.gwyddion_module": "gwyddion_module",
+}
+
+packages, package_dir = [], {}
+for package, folder in FOLDERS.items():
+    package_dir[package] = folder
+    packages.append(package)
+    for sub in find_packages(folder):
+        packages.append(f"{package}.{sub}")
+        package_dir[f"{package}.{sub}"] = f"{folder}/" + sub.replace(".", "/")
+
+setup(
+    packages=packages,
+    package_dir=package_dir,
+    package_data={package: ["*.toml", "*.mplstyle", "*.html", "*.txt", "*.sh", "*.py"] for package in packages},
+)
