@@ -1,0 +1,1 @@
+"""bruker reader plugin (being built; registers no hooks yet)."""

@@ -1,0 +1,1 @@
+"""gwyddion reader plugin (being built; registers no hooks yet)."""

@@ -1,0 +1,1 @@
+"""igor reader plugin (being built; registers no hooks yet)."""

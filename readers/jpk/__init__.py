@@ -1,0 +1,1 @@
+"""jpk reader plugin (being built; registers no hooks yet)."""

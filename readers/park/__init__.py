@@ -1,0 +1,1 @@
+"""park reader plugin (being built; registers no hooks yet)."""

@@ -1,0 +1,28 @@
+"""Shared test fixtures: where the real vendor files live, temporary outputs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: ../shared beside the project root (override with NRM_SHARED); GPL/AGPL files are read from there.
+SHARED = Path(os.environ.get("NRM_SHARED", ROOT.parent / "shared"))
+REAL = SHARED / "data" / "real"
+
+
+def real_file(relative: str) -> Path:
+    """A file of ``shared/data/real``; the test is skipped with the reason when the folder is absent."""
+    path = REAL / relative
+    if not REAL.is_dir():
+        pytest.skip(f"shared real-data folder {REAL} is absent (clone with ../shared beside the project)")
+    if not path.exists():
+        pytest.fail(f"expected real file {path} is missing from {REAL}")
+    return path
+
+
+@pytest.fixture
+def real():
+    """``real("nanonis/Z-Spectroscopy002.dat")`` → Path, skipping when shared/ is absent."""
+    return real_file
