@@ -42,7 +42,8 @@ def sanitize(name: str) -> str:
     text = re.sub(r"\((?:[^()]*)\)\s*$", "", name.strip()).strip()
     text = re.sub(r"\[(\w+)\]", r"_\1", text)
     text = re.sub(r"\((?:[^()]*)\)", "", text)
-    text = re.sub(r"[^0-9A-Za-z_]+", "_", text).strip("_")
+    text = re.sub(r"[^0-9A-Za-z_]+", "_", text)
+    text = re.sub(r"_+", "_", text).strip("_")
     if not text:
         text = "channel"
     if text[0].isdigit():

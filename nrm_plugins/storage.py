@@ -86,7 +86,7 @@ def save_netcdf(ds: xr.Dataset, path: Path) -> None:
 def save_zarr(ds: xr.Dataset, path: Path) -> None:
     if path.exists():
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    _prepare(ds).to_zarr(path, mode="w", consolidated=True)
+    _prepare(ds).to_zarr(path, mode="w", consolidated=True, zarr_format=2)
 
 
 def open_native(path: Path, lazy: bool = True) -> xr.Dataset:

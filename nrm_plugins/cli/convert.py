@@ -28,7 +28,8 @@ def run(args) -> int:
     channels = parse_channels(args.channels)
     out = Path(args.output)
     pm = get_plugin_manager()
-    if len(args.inputs) == 1 and not out.is_dir():
+    suffixes = {s for f in pm.write_formats() for s in f.get("suffixes", [])}
+    if len(args.inputs) == 1 and (not out.is_dir() or out.suffix.lower() in suffixes):  # a .zarr store is a folder
         targets = [(Path(args.inputs[0]), out)]
     else:
         if out.exists() and not out.is_dir():
