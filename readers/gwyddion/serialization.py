@@ -153,7 +153,7 @@ def loads(data: bytes) -> GwyObject:
     """
     magic = bytes(data[:4])
     if magic not in (MAGIC_NEW, MAGIC_OLD):
-        raise GwyFormatError(0, f"not a Gwyddion file: the magic bytes are {magic!r}, expected b'GWYP' or b'GWYO'")
+        raise GwyFormatError(0, f"the magic bytes are {magic!r}, expected b'GWYP' or b'GWYO'")
     root, end = _Reader(data, old=magic == MAGIC_OLD).obj(4, len(data), 0)
     if end != len(data):
         raise GwyFormatError(end, f"{len(data) - end} bytes after the end of the top-level object")
