@@ -28,6 +28,7 @@ Model (DESIGN.md §3)
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,13 @@ def _split_file(path: Path) -> tuple[dict, list[str], str]:
     if start + 1 >= len(lines) or not lines[start + 1].strip():
         raise ReaderError(path, "no column names after '[DATA]'")
     columns = [c.strip() for c in lines[start + 1].rstrip("\r\t").split("\t")]
-    body = "\n".join(line for line in lines[start + 2:] if line.strip())
-    return header, columns, body
+    rows = [line for line in lines[start + 2:] if line.strip()]
+    if rows and not text.endswith(("\n", "\r")):
+        # a complete file ends with a line end: the last row may be cut inside a number (1.23E-12 → 1.2)
+        warnings.warn(f"{path}: truncated: the file ends inside a data row (no line end after the last row); "
+                      f"that row is left out, {len(rows) - 1} rows are read", UserWarning, stacklevel=4)
+        rows = rows[:-1]
+    return header, columns, "\n".join(rows)
 
 
 def read_spectrum(path, options: dict | None = None) -> xr.Dataset:
@@ -79,6 +85,10 @@ def read_spectrum(path, options: dict | None = None) -> xr.Dataset:
     except ValueError as exc:
         raise ReaderError(path, f"unreadable data rows ({exc})") from None
     n_samples = table.shape[0]
+    declared = parse_number(header.get("Bias Spectroscopy>Num Pixel"))
+    if header.get("Experiment", "").lower() == "bias spectroscopy" and declared and n_samples < declared:
+        warnings.warn(f"{path}: truncated? the header declares {int(declared)} sweep points "
+                      f"(Bias Spectroscopy>Num Pixel), the file holds {n_samples} rows", UserWarning, stacklevel=3)
     axis_signal = parse_signal(columns[0])
     z_sweep = is_z_sweep(axis_signal)
     axis = table[:, 0]
