@@ -265,3 +265,21 @@ def test_inconsistent_lawn_names_the_object(tmp_path):
     path = _lawn_file(tmp_path / "badlawn.gwy", heights, heights, [10, 9], [[[0, 6], [6, 10]], [[0, 4], [4, 8]]])
     with pytest.raises(nrm.ReaderError, match=r"badlawn\.gwy.*/lawn/0: 36 values, but 2 curves x 19 samples"):
         nrm.open(path)
+
+
+def test_curve_map_is_the_bruker_force_volume(real):
+    """Same ramps in the same order as the Bruker reader gives for the source .spm; the values are
+    proportional (one raw-data decode; Gwyddion 2.62 scales this file's DeflectionError 713.28125 times
+    larger than the Bruker reader, see docs/readers/gwyddion.md)."""
+    if "nrm_read" not in {i.name: i.hooks for i in nrm.get_plugin_manager().plugins()}.get("bruker", []):
+        pytest.skip("reader not implemented yet")
+    bruker = _open(real("bruker/20200903_Egel2.0_00023.spm"))
+    ours = _open(real(CURVEMAP))
+    assert bruker.sizes == {**bruker.sizes, "ramp": ours.sizes["ramp"], "sample": ours.sizes["sample"]}
+    assert list(bruker["direction"].values) == list(ours["direction"].values)
+    a, b = ours["deflection"].values, bruker["deflection"].values
+    nonzero = b != 0
+    ratio = a[nonzero] / b[nonzero]
+    assert np.ptp(ratio) < 1e-9 * abs(ratio.mean()) and (a[~nonzero] == 0).all()
+    # same grid step; Gwyddion puts the map origin at 0, the Bruker reader at the scan centre
+    np.testing.assert_allclose(np.diff(ours["x"].values[::2][:16]), np.diff(bruker["x"].values[::2][:16]))
