@@ -153,6 +153,17 @@ def test_bad_files_raise_reader_error(tmp_path):
         nrm.open(tmp_path / "truncated.ibw")
 
 
+def test_wave_that_is_not_a_force_curve(tmp_path):
+    data = real_file("asylum/fmt-igor-fd_SiN_FD_plot.ibw").read_bytes()
+    head, tail = data[:41099], data[41099:]  # the column labels follow the note (ends at byte 41099)
+    for old, new in ((b"Raw", b"Abc"), (b"Defl", b"Wxyz"), (b"ZSnsr", b"Qwert")):
+        tail = tail.replace(old, new)
+    path = tmp_path / "image_like.ibw"
+    path.write_bytes(head + tail)
+    with pytest.raises(nrm.ReaderError, match=r"image_like.ibw: not an Asylum force curve: no .* among \['Abc', 'Wxyz', 'Qwert'\]"):
+        nrm.open(path)
+
+
 def test_note_parser():
     note = b"A:1\rB: two words\rInvOLS: 4.5e-08\r\nC:x:y\nA:3\r"
     assert igor.parse_note(note) == {"A": "3", "B": "two words", "InvOLS": "4.5e-08", "C": "x:y"}

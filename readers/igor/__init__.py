@@ -40,6 +40,8 @@ from nrm_plugins.model import ramps_dataset, sanitize
 #: Bytes covered by the header checksum per Igor binary-wave version (bin header + wave header).
 CHECKSUM_BYTES = {1: 8 + 110, 2: 16 + 110, 3: 20 + 110, 5: 64 + 320}
 DIRECTIONS = {1: "approach", -1: "retract", 0: "hold"}
+#: Column labels of Asylum force waves; a wave with none of them is not a force curve.
+FORCE_COLUMNS = {"Raw", "Defl", "DeflV", "ZSnsr", "LVDT"}
 IGOR_EPOCH = datetime(1904, 1, 1)
 
 
@@ -155,6 +157,9 @@ def _build(path: Path, wave: dict, strict: bool):
     t_unit = _text(wave.get("dimension_units") or b"") or _text(header["dimUnits"][0])
     has_time = t_unit.strip() == "s" and np.isfinite(dt) and dt > 0
 
+    if not FORCE_COLUMNS & set(labels):
+        raise ReaderError(path, f"not an Asylum force curve: no {sorted(FORCE_COLUMNS)} column among "
+                                f"{labels[:8]} (images and other waves are not read)")
     columns = {lab: data[:, i].astype(np.float64) for i, lab in enumerate(labels)}
     segments = _segments(path, note, columns.get("ZSnsr"), n_points)
 
