@@ -24,10 +24,10 @@ Piezo normalisation (larger = farther from the surface, DESIGN.md §3) — the r
    otherwise ``piezo = Z``.
 2. *Otherwise* (graphs: Gwyddion sorts every graph curve by x, so the time order is lost; or maps
    without an approach segment): the contact side.  The deflection (or force) is larger where the tip
-   is pushed by the surface, so the end of the x axis where it is larger is the near end: larger there
-   means ``piezo = -x``, smaller means ``piezo = x``.  The difference between the two ends (5 % of the
-   samples each) must exceed 5 noise standard deviations summed over the ramps that share the axis,
-   otherwise the direction is undecided.
+   is pushed by the surface, so the end of the x axis where it is larger is the near end: larger at the
+   high end of x means ``piezo = -x``, at the low end ``piezo = x``.  The difference between the two ends (5 % of the
+   samples each) must exceed 5 noise standard deviations summed over the ramps that share the axis (at
+   most 256 of them, evenly spread), otherwise the direction is undecided.
 3. *Undecided*: the axis is kept as ``sweep`` in m (or the curve under its own name) with a warning;
    the user can assign the role (``[channels] piezo = ...``).
 """
@@ -60,6 +60,8 @@ _DIRECTIONS = [
 _END_FRACTION = 0.05
 #: Evidence (in noise standard deviations, summed over ramps) needed to decide a piezo direction.
 _MIN_EVIDENCE = 5.0
+#: Ramps (evenly spread) that the contact-side rule looks at.
+_MAX_EVIDENCE_RAMPS = 256
 
 
 class GwyContentError(ValueError):
@@ -159,7 +161,8 @@ def piezo_sign(z: np.ndarray, directions, contact: np.ndarray | None, time_order
     if contact is None:
         return None, "no approach segment in acquisition order and no deflection/force channel"
     evidence = 0.0
-    for zi, ci in zip(z, contact):
+    sample = np.unique(np.linspace(0, len(z) - 1, min(len(z), _MAX_EVIDENCE_RAMPS)).astype(int))
+    for zi, ci in zip(z[sample], contact[sample]):
         ok = np.isfinite(zi) & np.isfinite(ci)
         if ok.sum() < 20:
             continue
