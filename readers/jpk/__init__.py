@@ -112,8 +112,8 @@ def _read_archive(path: Path, archive: zipfile.ZipFile, strict: bool):
     if "header.properties" not in names:
         raise ReaderError(path, "no header.properties in the archive: not a JPK data file")
     top = _properties(archive, "header.properties")
-    shared = _properties(archive, "shared-data/header.properties") if "shared-data/header.properties" in names \
-        else {}
+    shared = _group_shared(_properties(archive, "shared-data/header.properties")
+                           if "shared-data/header.properties" in names else {})
 
     # curve folder ("" for a single curve, "index/N/" in a map) → its segment numbers, in one pass
     segments: dict[str, list[int]] = {}
@@ -167,15 +167,23 @@ def _read_segment(path, archive, names, seg_prefix, shared, curve, seg, x, y) ->
             "calibration": _calibration(props, shared)}
 
 
+def _group_shared(shared: dict) -> dict:
+    """The shared header by block: ``{("lcd-info", "1"): {"encoder.type": ..., ...}, ...}`` (built once)."""
+    groups: dict[tuple[str, str], dict] = {}
+    for key, value in shared.items():
+        parts = key.split(".", 2)
+        if len(parts) == 3 and parts[0] in ("lcd-info", "force-segment-header-info"):
+            groups.setdefault((parts[0], parts[1]), {})[parts[2]] = value
+    return groups
+
+
 def _segment_info(props: dict, shared: dict) -> dict:
     """Segment settings: ``force-segment-header.*`` keys, or the shared ``force-segment-header-info.N``."""
     out = {k[len("force-segment-header."):]: v for k, v in props.items() if k.startswith("force-segment-header.")}
     ref = props.get("force-segment-header.force-segment-header-info.*")
     if ref is not None:
-        base = f"force-segment-header-info.{ref}."
-        for k, v in shared.items():
-            if k.startswith(base):
-                out.setdefault(k[len(base):], v)
+        for k, v in shared.get(("force-segment-header-info", ref), {}).items():
+            out.setdefault(k, v)
     return out
 
 
@@ -187,9 +195,7 @@ def _channel_description(props: dict, shared: dict, name: str) -> dict | None:
     """
     ref = props.get(f"channel.{name}.lcd-info.*")
     if ref is not None:
-        base = f"lcd-info.{ref}."
-        desc = {k[len(base):]: v for k, v in shared.items() if k.startswith(base)}
-        return desc or None
+        return shared.get(("lcd-info", ref)) or None
     base = f"channel.{name}."
     own = {k[len(base):]: v for k, v in props.items() if k.startswith(base)}
     if not own:
