@@ -283,3 +283,18 @@ def test_curve_map_is_the_bruker_force_volume(real):
     assert np.ptp(ratio) < 1e-9 * abs(ratio.mean()) and (a[~nonzero] == 0).all()
     # same grid step; Gwyddion puts the map origin at 0, the Bruker reader at the scan centre
     np.testing.assert_allclose(np.diff(ours["x"].values[::2][:16]), np.diff(bruker["x"].values[::2][:16]))
+
+
+def test_empty_curve_map_with_absurd_curve_count_is_refused_quickly(tmp_path):
+    lawn = GwyObject("GwyLawn")
+    lawn.update({"xres": 1000, "yres": 1000, "ncurves": 2 ** 31 - 1, "curvelengths": np.zeros(10 ** 6, "<i4"),
+                 "data": np.zeros(0, "<f8")})
+    lawn.typecodes.update({"xres": "i", "yres": "i", "ncurves": "i", "curvelengths": "I", "data": "D"})
+    container = GwyContainer()
+    container["/lawn/0"] = lawn
+    path = tmp_path / "emptylawn.gwy"
+    container.tofile(str(path))
+    with pytest.raises(nrm.ReaderError, match=r"emptylawn\.gwy: no curve map, graph, spectra or image"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nrm.open(path)

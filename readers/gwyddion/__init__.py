@@ -33,7 +33,7 @@ def _natural(key: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
 
 
-def _merge(sets: list[RampSet]) -> tuple[dict, dict]:
+def _merge(sets: list[RampSet], max_values: int) -> tuple[dict, dict]:
     """Concatenate ramp sets along ``ramp`` (channels a set lacks are NaN there, lengths NaN-padded)."""
     sets = [s for s in sets if s.n_ramps]
     if len(sets) == 1:
@@ -41,6 +41,10 @@ def _merge(sets: list[RampSet]) -> tuple[dict, dict]:
         return s.channels, {"x": s.x, "y": s.y, "direction": s.direction}
     n_ramps = sum(s.n_ramps for s in sets)
     n_samples = max(next(iter(s.channels.values()))[0].shape[1] for s in sets)
+    n_channels = len({name for s in sets for name in s.channels})
+    if n_ramps * n_samples * n_channels > max_values:
+        raise GwyContentError("(all ramps)", f"{n_ramps} ramps x {n_samples} samples x {n_channels} channels "
+                                             f"would need {n_ramps * n_samples * n_channels * 8 / 1e9:.1f} GB")
     channels: dict = {}
     start = 0
     for s in sets:
@@ -118,7 +122,10 @@ def read_gwy(path, options: dict | None = None):
             name += "_2"
         taken.add(name)
         image_vars[name] = (array, units, long_name, extra)
-    channels, coords = _merge(sets) if any(s.n_ramps for s in sets) else ({}, {})
+    try:
+        channels, coords = _merge(sets, max_values) if any(s.n_ramps for s in sets) else ({}, {})
+    except GwyContentError as exc:
+        raise ReaderError(path, f"not a readable Gwyddion file: {exc}") from None
     ramp_vars, extra_attrs = {}, {}
     for name, (array, units, long_name, var_attrs) in channels.items():
         if name in taken:

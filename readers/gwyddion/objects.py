@@ -243,6 +243,9 @@ def read_lawn(key: str, lawn, max_values: int) -> RampSet:
     if int(lengths.sum()) * ncurves != data.size:
         raise GwyContentError(key, f"{data.size} values, but {ncurves} curves x {int(lengths.sum())} samples "
                                    f"= {int(lengths.sum()) * ncurves} expected")
+    present = np.flatnonzero(lengths > 0)
+    if not present.size:  # before anything is sized by ncurves (which then nothing bounds)
+        return RampSet(notes=[f"{key}: no pixel of the {xres} x {yres} map holds a curve"])
     labels = list(lawn.get("curve_labels") or [])
     units = [si_unit(u) for u in (lawn.get("si_units_curves") or [])]
     if labels and len(labels) != ncurves or units and len(units) != ncurves:
@@ -279,7 +282,6 @@ def read_lawn(key: str, lawn, max_values: int) -> RampSet:
     else:
         directions = [f"segment_{i + 1}" for i in range(nseg)]
 
-    present = np.flatnonzero(lengths > 0)
     notes = []
     if present.size < npix:
         notes.append(f"{key}: {npix - present.size} of {npix} pixels hold no curve and give no ramp")
