@@ -160,7 +160,8 @@ def test_wave_that_is_not_a_force_curve(tmp_path):
         tail = tail.replace(old, new)
     path = tmp_path / "image_like.ibw"
     path.write_bytes(head + tail)
-    with pytest.raises(nrm.ReaderError, match=r"image_like.ibw: not an Asylum force curve: no .* among \['Abc', 'Wxyz', 'Qwert'\]"):
+    expected = r"image_like.ibw: not an Asylum force curve: no .* among \['Abc', 'Wxyz', 'Qwert'\]"
+    with pytest.raises(nrm.ReaderError, match=expected):
         nrm.open(path)
 
 

@@ -61,6 +61,7 @@ def test_model_and_units(name, opened):
         assert ds[var].attrs["units"], var
     assert ds.deflection.attrs["units"] == "V" and ds.deflection.attrs["long_name"] == "vDeflection"
     assert ds.piezo.attrs["units"] == "m"
+    assert ds.deflection.attrs["jpk_conversion"] == "volts" and ds.height.attrs["jpk_conversion"] == "calibrated"
     assert list(ds.direction.values) == ["approach", "retract"] * curves
     # no ramp is padded with zeros: every ramp's samples are finite up to its length, NaN after
     counts = ds.deflection.count("sample").values
@@ -84,7 +85,8 @@ def test_against_afmformats(name, opened):
         for s, direction in ((0, "approach"), (1, "retract")):
             ramp = ds.isel(ramp=2 * j + s)
             assert ramp.direction.item() == direction
-            assert float(ramp.x) == pytest.approx(meta["position x"]) and float(ramp.y) == pytest.approx(meta["position y"])
+            assert float(ramp.x) == pytest.approx(meta["position x"])
+            assert float(ramp.y) == pytest.approx(meta["position y"])
             sel = segment == s
             n = int(sel.sum())
             assert int(ramp.deflection.count()) == n
@@ -159,7 +161,8 @@ def test_coordinates(opened):
     assert ds.time_in_ramp.values[0, 1] == pytest.approx(6.0 / 12030)
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04" + bytes(100), bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8))])
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04" + bytes(100),
+                                     np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes()])
 def test_bad_files_raise_reader_error(content, tmp_path):
     path = tmp_path / "bad.jpk-force"
     path.write_bytes(content)

@@ -292,7 +292,7 @@ def _build(path: Path, top: dict, ramps: list[dict], strict: bool):
                 names.append(name)
     piezo_name = next((c for c in PIEZO_CHANNELS if c in names), None)
 
-    arrays, units = {}, {}
+    arrays, units, slots = {}, {}, {}
     for name in names:
         arr = np.full((n_ramps, n_samples), np.nan)
         unit_seen = None
@@ -301,7 +301,7 @@ def _build(path: Path, top: dict, ramps: list[dict], strict: bool):
                 continue
             values, unit, desc = r["channels"][name]
             target = desc.get("conversion-set.conversions.base") if name == DEFLECTION_CHANNEL else None
-            values, unit, _ = _convert(values, unit, desc, target)
+            values, unit, slots[name] = _convert(values, unit, desc, target)
             if unit_seen is not None and unit != unit_seen:
                 raise ReaderError(path, f"channel '{name}' is in {unit_seen} in one segment and {unit} in another")
             unit_seen = unit
@@ -309,7 +309,7 @@ def _build(path: Path, top: dict, ramps: list[dict], strict: bool):
         arrays[name] = arr
         units[name] = unit_seen or ""
 
-    channels = {}
+    channels, variables = {}, {}
     for name in names:
         if name == DEFLECTION_CHANNEL and units[name] == "V":
             var = "deflection"
@@ -318,6 +318,7 @@ def _build(path: Path, top: dict, ramps: list[dict], strict: bool):
         else:
             var = sanitize(name)
         channels[var] = (arrays[name], units[name], name)
+        variables[var] = name
 
     time_in_ramp = np.full((n_ramps, n_samples), np.nan)
     for i, r in enumerate(ramps):
@@ -351,7 +352,10 @@ def _build(path: Path, top: dict, ramps: list[dict], strict: bool):
     if piezo_name:
         attrs["piezo_channel"] = piezo_name
     attrs.update(calib)
-    return ramps_dataset(channels, coords=coords, attrs=attrs)
+    ds = ramps_dataset(channels, coords=coords, attrs=attrs)
+    for var, name in variables.items():
+        ds[var].attrs["jpk_conversion"] = slots[name]  # the conversion slot applied (volts, nominal, ...)
+    return ds
 
 
 # ---------------------------------------------------------------------------------------------- helpers
