@@ -507,3 +507,14 @@ def test_scripted_ramps_agree_with_gwyddion_where_it_reads_them(gwyddion_convert
         np.testing.assert_allclose(theirs, ours, rtol=1e-9, atol=1e-20)
         checked += 1
     assert checked >= 1
+
+
+def test_lazy_read_equals_eager():
+    """``lazy=True`` (automatic above 512 MB per channel): dask arrays over a memory map, same numbers."""
+    pytest.importorskip("dask")
+    path = bruker("nanoscope-pypi_FV.spm")
+    eager, lazy = open_quiet(path), open_quiet(path, lazy=True)
+    assert type(lazy["deflection"].data).__module__.startswith("dask")
+    assert lazy["deflection"].data.chunks[1] == (1024,)
+    for variable in ("deflection", "Deflection_Error", "piezo", "time_in_ramp"):
+        np.testing.assert_array_equal(lazy[variable].values, eager[variable].values)

@@ -41,8 +41,12 @@ from .header import Header, Section
 from .scaling import ChannelScale, channel_scale
 from .units import parse_ratio, parse_unit
 
-#: Refuse to allocate ramps larger than this many samples in total (a corrupt header cannot exhaust memory).
+#: Refuse ramps larger than this many samples in total (a corrupt header cannot exhaust memory).
 MAX_TOTAL_SAMPLES = 2_000_000_000
+#: Stored samples looked at to detect the ×256 fixed-point storage (the whole channel of files here).
+FIXED_POINT_PROBE = 4_000_000
+#: Samples per dask chunk when reading lazily.
+LAZY_CHUNK_SAMPLES = 8_000_000
 
 
 @dataclass
@@ -76,12 +80,13 @@ class Layout:
 def curve_layout(path, header: Header, force_list: Section, first_channel: Section) -> Layout:
     """Segments of one curve and how many curves the file holds."""
     notes: list[str] = []
-    ramp_length, ramp_volts = _ramp_length(header, force_list, first_channel, notes)
     script = (_start_context(header) == "SCRIPT"
               or (force_list.text("Use Ramp Script") or "").strip().lower() == "yes")
     if script and force_list.text("Segment Samples"):
+        ramp_length = math.nan  # each scripted segment has its own ramp size
         segments = _script_segments(path, force_list, notes)
     else:
+        ramp_length, ramp_volts = _ramp_length(header, force_list, first_channel, notes)
         segments = _standard_segments(path, header, force_list, first_channel, ramp_length, ramp_volts, notes)
     per_curve = sum(s.samples for s in segments)
     if per_curve <= 0:
@@ -173,7 +178,12 @@ def _standard_segments(path, header: Header, force_list: Section, channel: Secti
         if hold_type.lower() == "trigger force":
             notes.append("hold under force feedback (Hold Type: Trigger Force): its nominal piezo is NaN; "
                          "the Height Sensor channel, when recorded, has the measured Z")
-        segments.append(Segment("hold", f"Hold ({hold_type or 'unknown type'})", hold, trace + retrace, False,
+        sweep = force_list.get("@4:Sweep Type")
+        sweep_text = (getattr(sweep, "text", "") or "").strip()
+        label = f"Hold ({hold_type or 'unknown type'})"
+        if sweep_text and sweep_text.lower() != "off":
+            label += f" with {sweep_text} sweep"
+        segments.append(Segment("hold", label, hold, trace + retrace, False,
                                 hold_time if hold_time is not None else math.nan, change))
     if retrace:
         segments.append(Segment("retract", "Retract", retrace, trace, False, t_reverse, -ramp_length))
@@ -249,15 +259,19 @@ class Channel:
 
     scale: ChannelScale
     section: Section
-    hard: np.ndarray  # in scale.hard_unit
+    hard: np.ndarray  # in scale.hard_unit (numpy, or dask when read lazily)
     bytes_per_sample: int
     header_bytes: int
     lsb_divisor: int
     spring_constant: float | None
 
 
-def read_channel(path, data_size: int, section: Section, index: int, header: Header, layout: Layout) -> Channel:
-    """Read one force-curve list and return its ramps in hard units (time order, NaN-padded)."""
+def read_channel(path, data_size: int, section: Section, index: int, header: Header, layout: Layout,
+                 lazy: bool = False) -> Channel:
+    """Read one force-curve list and return its ramps in hard units (time order, NaN-padded).
+
+    ``lazy``: a dask array over the memory-mapped file (nothing is read until computed), else numpy.
+    """
     offset = section.number("Data offset")
     length = section.number("Data length")
     where = f"force channel {index + 1}"
@@ -294,23 +308,49 @@ def read_channel(path, data_size: int, section: Section, index: int, header: Hea
     if header_bytes is None:
         layout.notes.append(f"{where}: no usable 'Bytes/pixel'; {width} bytes per sample derived from the data length")
         header_bytes = width
-    raw = np.fromfile(path, dtype=f"<i{width}", count=total, offset=offset).reshape(layout.n_curves,
-                                                                                    layout.samples_per_curve)
-    divisor = fixed_point_divisor(raw, width, header_bytes)
+    shape = (layout.n_curves, layout.samples_per_curve)
+    raw = np.memmap(path, dtype=f"<i{width}", mode="r", offset=offset, shape=shape)
+    divisor = fixed_point_divisor(raw[: max(1, FIXED_POINT_PROBE // layout.samples_per_curve)], width, header_bytes)
     scale = channel_scale(section, header, f"Channel {index + 1}", header_bytes)
     factor = scale.hard_per_lsb / divisor
-    nseg = len(layout.segments)
-    longest = max(s.samples for s in layout.segments)
+    hard = _ramps_lazy(raw, layout, factor) if lazy else _ramps(raw, layout, factor)
+    spring = section.number("Spring Constant")
+    return Channel(scale=scale, section=section, hard=hard,
+                   bytes_per_sample=width, header_bytes=header_bytes, lsb_divisor=divisor,
+                   spring_constant=spring)
+
+
+def _ramps(raw, layout: Layout, factor: float) -> np.ndarray:
+    """(n_curves × segments, longest) float64 in time order, NaN-padded."""
+    nseg, longest = len(layout.segments), max(s.samples for s in layout.segments)
     hard = np.full((layout.n_curves, nseg, longest), np.nan)
     for k, seg in enumerate(layout.segments):
         block = raw[:, seg.stored_offset:seg.stored_offset + seg.samples]
         if seg.stored_reversed:
             block = block[:, ::-1]
         np.multiply(block, factor, out=hard[:, k, :seg.samples], casting="unsafe")
-    spring = section.number("Spring Constant")
-    return Channel(scale=scale, section=section, hard=hard.reshape(layout.n_curves * nseg, longest),
-                   bytes_per_sample=width, header_bytes=header_bytes, lsb_divisor=divisor,
-                   spring_constant=spring)
+    return hard.reshape(layout.n_curves * nseg, longest)
+
+
+def _ramps_lazy(raw, layout: Layout, factor: float):
+    """The same as :func:`_ramps` as a dask array, chunked by whole curves."""
+    import dask.array as da
+
+    nseg, longest = len(layout.segments), max(s.samples for s in layout.segments)
+    curves_per_chunk = max(1, LAZY_CHUNK_SAMPLES // layout.samples_per_curve)
+    data = da.from_array(raw, chunks=(curves_per_chunk, layout.samples_per_curve), asarray=True)
+    parts = []
+    for seg in layout.segments:
+        block = data[:, seg.stored_offset:seg.stored_offset + seg.samples]
+        if seg.stored_reversed:
+            block = block[:, ::-1]
+        block = block.astype(np.float64) * factor
+        if seg.samples < longest:
+            pad = da.full((layout.n_curves, longest - seg.samples), np.nan, chunks=(block.chunks[0], -1))
+            block = da.concatenate([block, pad], axis=1)
+        parts.append(block.rechunk({1: longest}))
+    stacked = da.stack(parts, axis=1).rechunk({1: nseg})
+    return stacked.reshape(layout.n_curves * nseg, longest)
 
 
 def fixed_point_divisor(raw: np.ndarray, width: int, header_bytes: int) -> int:

@@ -26,12 +26,14 @@ import numpy as np
 
 from ...errors import ReaderError
 from ...model import ramps_dataset, sanitize
-from .force import Layout, curve_layout, nominal_piezo, read_channel
+from .force import LAZY_CHUNK_SAMPLES, Layout, curve_layout, nominal_piezo, read_channel
 from .header import HEADER_END, MAGICS, MAX_HEADER_BYTES, Header, find_header_end, parse_header
 from .images import read_images, scan_offset, scan_size
 
 #: Suffixes NanoScope uses: .spm, .pfc, and numbered captures .000 … .999.
 SUFFIXES = (".spm", ".pfc")
+#: Read lazily (dask over a memory map) when one channel would take more than this in memory.
+LAZY_ABOVE_BYTES = 512 * 1024**2
 
 
 def identify(path: Path, head: bytes) -> int | None:
@@ -79,18 +81,19 @@ def read_nanoscope(path, options: dict | None = None):
         if force_list is None:
             raise ReaderError(path, "force data without a '\\*Ciao force list' section (no ramp description)")
         layout = curve_layout(path, header, force_list, force_lists[0])
-        read = [read_channel(path, size, section, k, header, layout) for k, section in enumerate(force_lists)]
+        lazy = _want_lazy(options.get("lazy"), layout)
+        read = [read_channel(path, size, section, k, header, layout, lazy) for k, section in enumerate(force_lists)]
         notes.extend(layout.notes)
         channels, deflection = _ramp_channels(read, notes)
         attrs.update(_calibration_attrs(read, deflection, missing))
         piezo, t = nominal_piezo(layout)
         n_curves, nseg = layout.n_curves, len(layout.segments)
         if np.isfinite(piezo).any():
-            channels["piezo"] = (np.tile(piezo, (n_curves, 1)), "m", "Z ramp (nominal, larger = farther)")
+            channels["piezo"] = (_per_curve(piezo, n_curves, lazy), "m", "Z ramp (nominal, larger = farther)")
         else:
             missing.append("Z ramp size or its sensitivity (Zsens): no piezo")
         if np.isfinite(t).any():
-            channels["time_in_ramp"] = (np.tile(t, (n_curves, 1)), "s", "time since the segment start")
+            channels["time_in_ramp"] = (_per_curve(t, n_curves, lazy), "s", "time since the segment start")
         coords, extra_coords = _ramp_coords(path, header, layout)
         attrs.update(_layout_attrs(layout))
     if not channels and not images:
@@ -118,6 +121,31 @@ def read_nanoscope(path, options: dict | None = None):
     if extra_coords:
         ds = ds.assign_coords({name: ("ramp", values) for name, values in extra_coords.items()})
     return ds
+
+
+def _want_lazy(option, layout) -> bool:
+    """``lazy`` option: True/False, or None = lazy when one channel exceeds :data:`LAZY_ABOVE_BYTES` as float64."""
+    if option is None:
+        option = layout.n_curves * len(layout.segments) * max(s.samples for s in layout.segments) * 8 > LAZY_ABOVE_BYTES
+    if option:
+        try:
+            import dask.array  # noqa: F401
+        except ImportError:
+            warnings.warn("dask is not installed: the Bruker file is read into memory (pip install dask)",
+                          UserWarning, stacklevel=4)
+            return False
+    return bool(option)
+
+
+def _per_curve(one_curve: np.ndarray, n_curves: int, lazy: bool):
+    """(segments, samples) of one curve → (n_curves × segments, samples); lazily (dask) when ``lazy``."""
+    if lazy:
+        import dask.array as da
+
+        curves_per_chunk = max(1, LAZY_CHUNK_SAMPLES // one_curve.size)
+        return da.tile(da.from_array(one_curve, chunks=-1), (n_curves, 1)).rechunk(
+            (curves_per_chunk * one_curve.shape[0], -1))
+    return np.tile(one_curve, (n_curves, 1))
 
 
 # ---------------------------------------------------------------------------------------------- channels
@@ -177,12 +205,12 @@ def _calibration_attrs(read, deflection, missing: list[str]) -> dict:
 # ---------------------------------------------------------------------------------------------- coords/attrs
 def _ramp_coords(path: Path, header: Header, layout: Layout):
     nseg = len(layout.segments)
-    n = layout.n_curves * nseg
     curve = np.repeat(np.arange(layout.n_curves), nseg)
     segment = np.tile(np.arange(nseg), layout.n_curves)
     directions = np.array([s.direction for s in layout.segments], dtype=object)[segment]
     coords = {"source": path.name, "index": curve, "direction": directions}
-    extra = {"segment": segment}
+    vendor = np.array([s.vendor for s in layout.segments], dtype=object)[segment]
+    extra = {"segment": segment, "vendor_segment": vendor}
     if layout.force_volume:
         row, col = np.divmod(curve, layout.columns)
         size = scan_size(header.first("Ciao scan list"))
@@ -194,7 +222,6 @@ def _ramp_coords(path: Path, header: Header, layout: Layout):
     else:
         starts = np.cumsum([0.0] + [s.duration for s in layout.segments[:-1]])
         coords["time"] = np.tile(starts, layout.n_curves)
-    assert len(directions) == n
     return coords, extra
 
 
