@@ -96,7 +96,7 @@ def nrm_read(path, options):
 def read_jpk(path: Path, strict: bool = False):
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, EOFError, NotImplementedError (damaged directory)...
         raise ReaderError(path, f"not a readable zip archive (JPK files are zip archives): {exc}") from None
     with archive:
         try:

@@ -329,7 +329,8 @@ def _spectroscopy(path, spec, blob):
 
     # halves: forward (approach) then backward (retract), split in proportion to their periods
     fwd, bwd = spec["forward_period_s"], spec["backward_period_s"]
-    n_fwd = int(round(n_pts * fwd / (fwd + bwd))) if fwd > 0 and bwd > 0 else n_pts
+    both = np.isfinite(fwd) and np.isfinite(bwd) and fwd > 0 and bwd > 0
+    n_fwd = min(n_pts, max(1, int(round(n_pts * fwd / (fwd + bwd))))) if both else n_pts
     halves = [(0, n_fwd, "approach")] + ([(n_fwd, n_pts, "retract")] if n_fwd < n_pts else [])
 
     # the vendor repeats the last sample to fill a half that stopped early: those repeats are not data
