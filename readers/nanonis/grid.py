@@ -278,18 +278,19 @@ class SweepAxisArray(BackendArray):
     def _read(self, key):
         ramps, scalar = _ramp_key(key[0], self.shape[0])
         n = self.shape[1]
-        samples = np.atleast_1d(np.arange(n)[key[1]])
-        out = np.empty((len(ramps), len(samples)), dtype=np.float32)
-        step = max(1, (1 << 20) // max(1, len(samples)))  # rows per block: bounded float64 temporaries
+        fraction = np.arange(n) / (n - 1) if n > 1 else np.zeros(1)
+        out = np.empty((len(ramps), n), dtype=np.float32)
+        step = max(1, (1 << 18) // n)  # rows per block: small float64 temporaries
+        temp = np.empty((step, n))
+        point, backward = ramps // self.n_dirs, (ramps % self.n_dirs == 1)
         for a in range(0, len(ramps), step):
-            r = ramps[a: a + step]
-            point, backward = r // self.n_dirs, (r % self.n_dirs == 1)
-            index = np.where(backward[:, None], n - 1 - samples[None, :], samples[None, :])
-            fraction = index / (n - 1) if n > 1 else np.zeros_like(index, dtype=np.float64)
-            start, end = self.start[point][:, None], self.end[point][:, None]
-            out[a: a + step] = start + (end - start) * fraction
-        if np.ndim(np.arange(n)[key[1]]) == 0:
-            out = out[:, 0]
+            p = point[a: a + step]
+            block = temp[: len(p)]
+            np.multiply((self.end[p] - self.start[p])[:, None], fraction[None, :], out=block)
+            block += self.start[p][:, None]
+            out[a: a + step] = block
+        out[backward] = out[backward, ::-1]  # a backward ramp runs from end to start
+        out = out[:, key[1]]
         return out[0] if scalar else out
 
 
