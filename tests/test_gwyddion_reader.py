@@ -298,3 +298,53 @@ def test_empty_curve_map_with_absurd_curve_count_is_refused_quickly(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             nrm.open(path)
+
+
+_ODD_INTS = [0, 1, -1, 3, 2 ** 31 - 1, -2 ** 31]
+
+
+def _variants(obj, prefix="", limit=None):
+    """(description, setter) for every integer and array component of a Gwyddion object tree (of the
+    first ``limit`` items only)."""
+    for name, value in list(obj.items())[:limit]:
+        where = f"{prefix}/{name}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            for odd in _ODD_INTS:
+                yield f"{where} = {odd}", (lambda o=obj, n=name, v=odd: o.__setitem__(n, v))
+        elif isinstance(value, np.ndarray) and value.size:
+            for odd in ([-1, 2 ** 31 - 1] if value.dtype.kind == "i" else [np.nan, np.inf]):
+                def change(o=obj, n=name, v=odd):
+                    a = np.array(o[n]); a[a.size // 2] = v; o[n] = a
+                yield f"{where}[mid] = {odd}", change
+            yield f"{where} one item short", (lambda o=obj, n=name: o.__setitem__(n, np.array(o[n])[:-1]))
+        elif isinstance(value, list) and value:
+            yield f"{where} one item short", (lambda o=obj, n=name: o.__setitem__(n, o[n][:-1]))
+            for k, item in enumerate(value[:2]):
+                if isinstance(item, GwyObject):
+                    yield from _variants(item, f"{where}[{k}]")
+        elif isinstance(value, GwyObject):
+            yield from _variants(value, where)
+
+
+@pytest.mark.parametrize("source", ["synthetic-lawn", GRAPHS, SPECTRA])
+def test_every_odd_component_value_is_a_reader_error_or_a_valid_model(source, tmp_path, real):
+    """Structure-aware fuzzing: each integer/array component set to an odd value, one at a time."""
+    from test_readers_generic import assert_valid_model
+
+    template = _synthetic(tmp_path)[0] if source == "synthetic-lawn" else real(source)
+    count = len(list(_variants(gwyfile.load(str(template)), limit=3)))
+    assert count > 20
+    for k in range(count):
+        root = gwyfile.load(str(template))
+        description, change = list(_variants(root, limit=3))[k]
+        change()
+        path = tmp_path / f"variant{k}.gwy"
+        root.tofile(str(path))
+        try:
+            ds = _open(path)
+        except nrm.ReaderError as exc:
+            assert path.name in str(exc) and "reader failed" not in str(exc), f"{description}: {exc}"
+            continue
+        assert_valid_model(ds, description)
