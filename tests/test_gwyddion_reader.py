@@ -115,6 +115,10 @@ def test_spectra_equal_the_nanonis_columns_gwyddion_read(real):
     axis = ds["sweep"].values[ramp]
     assert axis[0] == pytest.approx(z_rel[0]) and np.abs(axis - z_rel).max() < 3.6e-12
     assert sum(v.startswith("sweep") for v in ds.data_vars) == 5  # one abscissa per x unit, none invented
+    # MANIFEST: one GwySpectra per column of the .dat: every column but Z rel is a channel, measured once
+    spectra = [v for v in ds.data_vars if not v.startswith("sweep")]
+    assert len(spectra) == len(columns) - 1 == 72
+    assert all(np.isfinite(ds[v].values).all(axis=1).sum() == 1 for v in spectra)
 
 
 # ---------------------------------------------------------------------------------------------- images
