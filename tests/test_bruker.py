@@ -41,7 +41,8 @@ FILES = {
     "nanoscope-pypi_ForceHold.spm": (3, [4096, 260, 4096], ["approach", "hold", "retract"], 0.01, 63.05653e-9),
     "nanoscope-pypi_ForceHoldSweep.spm": (3, [512, 520, 512], ["approach", "hold", "retract"], 7.066, 66.51697e-9),
     "nanoscope-pypi_Script.spm": (7, [1041, 2083, 1250, 2083, 1250, 2083, 1041],
-                                  ["approach", "hold", "approach", "hold", "retract", "hold", "retract"], 0.1, 29.184e-9),
+                                  ["approach", "hold", "approach", "hold", "retract", "hold", "retract"],
+                                  0.1, 29.184e-9),
     "nanoscope-pypi_ScriptModulation.spm": (15, [1041] + [1024] * 11 + [1041, 1024, 1041],
                                             ["approach", "hold", "modulation", "hold", "modulation", "hold",
                                              "modulation", "hold", "modulation", "hold", "modulation", "hold",
@@ -277,7 +278,8 @@ def test_missing_spring_constant_warns_and_strict_raises(tmp_path):
     with pytest.warns(UserWarning, match="missing calibration metadata: spring constant"):
         ds = nrm.open(path)
     assert "spring_constant" not in ds.attrs and ds.sizes["ramp"] == 2
-    np.testing.assert_array_equal(ds["deflection"].values, open_quiet(bruker("nanoscope-pypi_Force.spm"))["deflection"].values)
+    reference = open_quiet(bruker("nanoscope-pypi_Force.spm"))
+    np.testing.assert_array_equal(ds["deflection"].values, reference["deflection"].values)
     with pytest.raises(ReaderError, match=r"edited\.spm.*spring constant.*strict"):
         nrm.open(path, strict=True)
 

@@ -77,25 +77,7 @@ def read_nanoscope(path, options: dict | None = None):
     attrs = _file_attrs(path, header)
     channels, coords, extra_coords = {}, {}, {}
     if force_lists:
-        force_list = header.first("Ciao force list")
-        if force_list is None:
-            raise ReaderError(path, "force data without a '\\*Ciao force list' section (no ramp description)")
-        layout = curve_layout(path, header, force_list, force_lists[0])
-        lazy = _want_lazy(options.get("lazy"), layout)
-        read = [read_channel(path, size, section, k, header, layout, lazy) for k, section in enumerate(force_lists)]
-        notes.extend(layout.notes)
-        channels, deflection = _ramp_channels(read, notes)
-        attrs.update(_calibration_attrs(read, deflection, missing))
-        piezo, t = nominal_piezo(layout)
-        n_curves, nseg = layout.n_curves, len(layout.segments)
-        if np.isfinite(piezo).any():
-            channels["piezo"] = (_per_curve(piezo, n_curves, lazy), "m", "Z ramp (nominal, larger = farther)")
-        else:
-            missing.append("Z ramp size or its sensitivity (Zsens): no piezo")
-        if np.isfinite(t).any():
-            channels["time_in_ramp"] = (_per_curve(t, n_curves, lazy), "s", "time since the segment start")
-        coords, extra_coords = _ramp_coords(path, header, layout)
-        attrs.update(_layout_attrs(layout))
+        channels, coords, extra_coords = _read_ramps(path, size, header, force_lists, options, attrs, notes, missing)
     if not channels and not images:
         raise ReaderError(path, "the NanoScope file holds neither force curves nor images")
     notes.extend(header.problems)
@@ -109,18 +91,44 @@ def read_nanoscope(path, options: dict | None = None):
         attrs["missing_calibration"] = missing
     image_vars = {}
     for image in images:
-        name = sanitize(image.name)
-        if name in channels or name in image_vars:
-            name = f"{name}_image"
-        k = 2
-        base = name
-        while name in channels or name in image_vars:
-            name, k = f"{base}_{k}", k + 1
+        base = sanitize(image.name)
+        name = _unique(base if base not in channels else f"{base}_image", set(channels) | set(image_vars))
         image_vars[name] = (image.data, image.units, image.name, image.attrs)
     ds = ramps_dataset(channels, coords if channels else None, attrs, image_vars)
     if extra_coords:
         ds = ds.assign_coords({name: ("ramp", values) for name, values in extra_coords.items()})
     return ds
+
+
+def _read_ramps(path, size, header, force_lists, options, attrs, notes, missing):
+    """Channels ``{name: (data, units, long_name)}``, ramp coordinates and extra coordinates."""
+    force_list = header.first("Ciao force list")
+    if force_list is None:
+        raise ReaderError(path, "force data without a '\\*Ciao force list' section (no ramp description)")
+    layout = curve_layout(path, header, force_list, force_lists[0])
+    lazy = _want_lazy(options.get("lazy"), layout)
+    read = [read_channel(path, size, section, k, header, layout, lazy) for k, section in enumerate(force_lists)]
+    notes.extend(layout.notes)
+    channels, deflection = _ramp_channels(read, notes)
+    attrs.update(_calibration_attrs(read, deflection, missing))
+    piezo, t = nominal_piezo(layout)
+    if np.isfinite(piezo).any():
+        channels["piezo"] = (_per_curve(piezo, layout.n_curves, lazy), "m", "Z ramp (nominal, larger = farther)")
+    else:
+        missing.append("Z ramp size or its sensitivity (Zsens): no piezo")
+    if np.isfinite(t).any():
+        channels["time_in_ramp"] = (_per_curve(t, layout.n_curves, lazy), "s", "time since the segment start")
+    attrs.update(_layout_attrs(layout))
+    coords, extra_coords = _ramp_coords(path, header, layout)
+    return channels, coords, extra_coords
+
+
+def _unique(name: str, taken) -> str:
+    """``name``, or ``name_2``, ``name_3`` … when taken."""
+    candidate, k = name, 2
+    while candidate in taken:
+        candidate, k = f"{name}_{k}", k + 1
+    return candidate
 
 
 def _want_lazy(option, layout) -> bool:
@@ -158,11 +166,9 @@ def _ramp_channels(read, notes: list[str]):
         scale = channel.scale
         notes.extend(scale.notes)
         base = sanitize(scale.name)
-        name, k = base, 2
-        while name in used_names:
-            name, k = f"{base}_{k}", k + 1
+        name = _unique(base, used_names)
         used_names.add(name)
-        long_name = scale.name if name == base else f"{scale.name} [{k - 1}]"
+        long_name = scale.name if name == base else f"{scale.name} [{name.rsplit('_', 1)[1]}]"
         if channel is deflection:
             channels["deflection"] = (channel.hard, scale.hard_unit, long_name)
         if scale.sensitivity is not None:
