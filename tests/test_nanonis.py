@@ -162,6 +162,9 @@ def test_grid_channels_are_lazy_and_read_only_what_is_asked(monkeypatch):
     # unsorted, repeated fancy ramp selection and a sample slice
     picked = ds["Current"].isel(ramp=[5, 1, 5, 0], sample=slice(10, 20)).values
     np.testing.assert_array_equal(picked, full[[5, 1, 5, 0], 10:20])
+    for step in (slice(None, None, 3), slice(1, None, 2), slice(7, 3, -1)):
+        np.testing.assert_array_equal(ds["Current"][step].values, full[step])
+        np.testing.assert_array_equal(ds["piezo"][step, ::5].values, ds["piezo"].values[step, ::5])
     np.testing.assert_array_equal(full[3], channels[1, names.index("Current [bwd] (A)")][::-1])
     # reading ramps 0..1 touches only the first record
     reads = []

@@ -220,8 +220,11 @@ class GridFile:
                     if column is None:
                         out[rows[mask]] = np.nan
                         continue
-                    block = records[local[mask], column: column + width]
-                    out[rows[mask]] = block[:, ::-1] if reverse else block
+                    target, source = _as_slice(rows[mask]), _as_slice(local[mask])
+                    if target is None or source is None or source.step != 1:
+                        target, source = rows[mask], local[mask]  # any order: fancy indexing
+                    block = records[source, column: column + width]
+                    out[target] = block[:, ::-1] if reverse else block
 
     def read_params(self) -> np.ndarray:
         """Every point's parameters, (n_points, N) native float32 (small: read once at open)."""
@@ -229,6 +232,17 @@ class GridFile:
         points = np.arange(self.n_points)
         self.read_rows(points, np.zeros(self.n_points, dtype=np.int8), [(0, False)], self.header.n_params, out)
         return out
+
+
+def _as_slice(index: np.ndarray) -> slice | None:
+    """``index`` as an equivalent slice when it is an increasing arithmetic progression (copies without
+    a temporary), else None."""
+    if len(index) == 1:
+        return slice(int(index[0]), int(index[0]) + 1)
+    step = int(index[1] - index[0])
+    if step < 1 or np.any(np.diff(index) != step):
+        return None
+    return slice(int(index[0]), int(index[-1]) + 1, step)
 
 
 def _ramp_key(key, n_ramps):
