@@ -78,7 +78,8 @@ def test_grid_matches_nanonispy(name):
     axis = ds["piezo" if "piezo" in ds else "sweep"].values[0]
     span = abs(axis[-1] - axis[0])
     np.testing.assert_allclose(axis, grid.signals["sweep_signal"], rtol=0, atol=1e-6 * span)
-    np.testing.assert_array_equal(ds["x"].values[::n_dirs], grid.signals["params"].reshape(-1, params.shape[1])[:n_points, 2])
+    their_params = grid.signals["params"].reshape(-1, params.shape[1])[:n_points]
+    np.testing.assert_array_equal(ds["x"].values[::n_dirs], their_params[:, 2])
 
 
 @pytest.mark.parametrize("name", GRIDS)

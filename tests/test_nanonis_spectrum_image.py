@@ -68,7 +68,8 @@ def test_spectrum_roles_filtered_copies_and_metadata():
     assert demod["lateral_y"].attrs["long_name"] == "LI Demod Y (V)"
     assert demod["lateral_r"].attrs["long_name"] == "LI Demod R (V)"
     assert demod["lateral_x"].attrs["lockin_signal"] == "input"
-    assert demod.attrs["experiment"] == "bias spectroscopy" and demod.attrs["acquisition_start"].startswith("2023-03-31")
+    assert demod.attrs["experiment"] == "bias spectroscopy"
+    assert demod.attrs["acquisition_start"].startswith("2023-03-31")
     tunnelling = open_quietly(real_file("nanonis/nanonis-xarray_i_v.dat"))
     assert "lateral_x" not in tunnelling and tunnelling["LIX_1_omega"].attrs["units"] == "A"
     assert tunnelling.attrs["lockin_frequency"] == 600.0

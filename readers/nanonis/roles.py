@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from nrm_plugins.model import sanitize
+
 from .common import Signal
 
 _DEMOD = re.compile(r"^LI Demod(?: (\d+))? (X|Y|R|Phi|Theta)$", re.IGNORECASE)
@@ -88,8 +90,6 @@ def parse_roles_header(text: str) -> dict[str, str]:
 def variable_names(signals: dict[str, Signal], roles: dict[str, str]) -> dict[str, str]:
     """Variable name of each channel: its role, else the sanitized vendor name (``_filt`` for filtered
     copies), made unique with ``_2``, ``_3``..."""
-    from nrm_plugins.model import sanitize
-
     names: dict[str, str] = {}
     taken = set(roles.values())
     for key, s in signals.items():

@@ -132,10 +132,10 @@ def read_spectrum(path, options: dict | None = None) -> xr.Dataset:
                                 units_of(s.unit), s.name)
         extra[names[key]] = role_attrs(s, roles.get(key))
 
-    first = np.array([axis[-1] if d else axis[0] for _, d in ramps])
-    last = np.array([axis[0] if d else axis[-1] for _, d in ramps])
-    direction = np.array([direction_labels(first[r: r + 1], last[r: r + 1], z_sweep, bool(d))[0]
-                          for r, (_, d) in enumerate(ramps)], dtype=object)
+    backward = np.array([d for _, d in ramps], dtype=bool)
+    first, last = np.where(backward, axis[-1], axis[0]), np.where(backward, axis[0], axis[-1])
+    direction = np.where(backward, direction_labels(first, last, z_sweep, backward=True),
+                         direction_labels(first, last, z_sweep, backward=False)).astype(object)
     coords = {"direction": direction, "source": np.full(n_ramps, path.name, dtype=object)}
     for coord, key in (("x", "X (m)"), ("y", "Y (m)")):
         value = parse_number(header.get(key))

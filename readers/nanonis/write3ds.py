@@ -89,6 +89,11 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+def _tolerance(first, last):
+    """How far an axis may be from its line: a fraction of its range plus float32 rounding."""
+    return _LINEAR_RTOL * np.abs(last - first) + 4 * np.finfo(np.float32).eps * np.maximum(abs(first), abs(last))
+
+
 def _axis_limits(axis, n_samples: int):
     """Per ramp: start, end (float64) of the line through the first and last finite sample, and
     whether the axis deviates from that line (beyond float32 rounding)."""
@@ -114,7 +119,7 @@ def _axis_limits(axis, n_samples: int):
         line = s[:, None] + (e - s)[:, None] * fraction[None, :]
         with np.errstate(invalid="ignore"):
             deviation = np.where(finite, np.abs(values - line), 0.0).max(axis=1)
-        tolerance = _LINEAR_RTOL * np.abs(p1 - p0) + 4 * np.finfo(np.float32).eps * np.maximum(abs(p0), abs(p1))
+        tolerance = _tolerance(p0, p1)
         start[a: a + step] = np.where(has, s, np.nan)
         end[a: a + step] = np.where(has, e, np.nan)
         nonlinear[a: a + step] = has & (deviation > tolerance)
@@ -135,7 +140,7 @@ def _paired(direction, per_ramp: list[np.ndarray], start, end) -> bool:
         return False
     if not all(_same(v[0::2], v[1::2]) for v in per_ramp):
         return False
-    tolerance = _LINEAR_RTOL * np.abs(start[0::2] - end[0::2]) + 4 * np.finfo(np.float32).eps * np.maximum(abs(start[0::2]), abs(end[0::2]))
+    tolerance = _tolerance(start[0::2], end[0::2])
     mirrored = (np.abs(start[1::2] - end[0::2]) <= tolerance) & (np.abs(end[1::2] - start[0::2]) <= tolerance)
     both_nan = np.isnan(start[0::2]) & np.isnan(start[1::2])
     return bool(np.all(mirrored | both_nan))
