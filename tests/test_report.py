@@ -47,13 +47,13 @@ def _t_stats(values):
     return mean, mean - half, mean + half, n
 
 
-def make_results(per_window=(12, 8, 1, 0), seed=0, samples=256, windows=True):
+def make_results(per_window=(12, 8, 1, 0), seed=0, samples=256, windows=True, grid=4):
     """(results, model): contract-conforming results of known profiles and the raw ramps behind them.
 
     Window w holds ``per_window[w]`` accepted ramps with E′(z) = E0·a·exp(−z/λ) below the SEI top h (window 0
     also a ×3 stiff skin in the top 4 nm), E″ = 0.3 E′, a ~ lognormal(0, 0.25), plus 20 kPa noise; window 0
     additionally two rejected ramps (no contact) and one accepted ramp with a warning, and one ramp lies in
-    no window (0.001 V).  Ramps sit on a 4 × 4 grid, 50 nm step; the first two of window 0 share a location.
+    no window (0.001 V).  Ramps sit on a ``grid`` × ``grid`` grid, 50 nm step; the first two of window 0 share a location.
     """
     rng = np.random.default_rng(seed)
     z = np.round(np.arange(0, 1001) * 0.1e-9, 15)
@@ -84,8 +84,8 @@ def make_results(per_window=(12, 8, 1, 0), seed=0, samples=256, windows=True):
     for w in range(-1, len(WINDOWS)):
         slot[window_of == w] = np.arange((window_of == w).sum())
     slot[np.flatnonzero(window_of == 0)[1]] = slot[np.flatnonzero(window_of == 0)[0]]  # shared location
-    x = (slot % 4) * 50e-9
-    y = (slot // 4 % 4) * 50e-9
+    x = (slot % grid) * 50e-9
+    y = (slot // grid % grid) * 50e-9
     # per-ramp profiles
     E = np.full((n, z.size), np.nan)
     thickness = np.full(n, np.nan)
@@ -355,6 +355,21 @@ def test_ramps_matched_by_source_and_index():
     np.testing.assert_array_equal(order[where], np.arange(results.sizes["ramp"]))
     picked = raw.select(results, shuffled, [2, 4])
     np.testing.assert_array_equal(picked.piezo, model.piezo.values[[2, 4]])
+
+
+def test_lines_stored_in_metres_over_a_deflection_in_volts():
+    results, model, truth = make_results(per_window=(3, 0, 0, 0))
+    for name in ("baseline_slope", "baseline_offset", "contact_slope", "contact_offset"):
+        results[name] = results[name] * INVOLS  # the same lines in calibrated deflection (m)
+        results[name].attrs["units"] = "1" if name.endswith("slope") else "m"
+    picked = raw.select(results, model, [1])
+    assert picked.deflection_units == "m"
+    np.testing.assert_allclose(picked.deflection[0], model.deflection.values[1] * INVOLS)
+    zp = raw.tip_sample_distance(picked.piezo[0], picked.deflection[0], truth["contact"][1],
+                                 results.baseline_slope.values[1], results.baseline_offset.values[1], INVOLS, "m")
+    free = picked.piezo[0] > truth["contact"][1]
+    np.testing.assert_allclose(zp[~free], 0.0, atol=1e-15)
+    np.testing.assert_allclose(zp[free], picked.piezo[0][free] - truth["contact"][1], atol=1e-15)
 
 
 # ---------------------------------------------------------------------------------------------- page

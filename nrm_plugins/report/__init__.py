@@ -125,7 +125,8 @@ def report(results, outdir, *, model=None, data=None, reopen: bool = True, sampl
 
     say("HTML")
     html_path = outdir / "report.html"
-    html_path.write_text(_page(results, title, items, table_files, notes), encoding="utf-8")
+    criterion = {**layers.DEFAULTS, **(layer_options or {})}
+    html_path.write_text(_page(results, title, items, table_files, notes, criterion), encoding="utf-8")
     say(f"done: {html_path}")
     return html_path
 
@@ -196,7 +197,7 @@ def _diagnostics(results, model, data, reopen, sample, max_flagged, figure_dir, 
     return items
 
 
-def _page(results, title, items, table_files, notes) -> str:
+def _page(results, title, items, table_files, notes, criterion) -> str:
     ok = access.accepted(results)
     n = int(results.sizes.get("ramp", 0))
     counts = results.attrs.get("counts", {}) or {}
@@ -236,9 +237,9 @@ def _page(results, title, items, table_files, notes) -> str:
         value = access.setting(results, section, key)
         if value is not None:
             parameters.append((f"[{section}] {key}", str(value)))
-    options = layers.DEFAULTS
-    parameters.append(("sub-layer criterion", f"fit width {options['fit_width'] * 1e9:g} nm, k = {options['k_sigma']:g}, "
-                                              f"contrast {options['contrast']:g} (docs/report.md)"))
+    parameters.append(("sub-layer criterion", f"fit width {criterion['fit_width'] * 1e9:g} nm, "
+                                              f"k = {criterion['k_sigma']:g}, contrast {criterion['contrast']:g} "
+                                              "(docs/report.md)"))
     sources = results.attrs.get("calibration_sources", {}) or {}
     return render(title=title, meta=meta, summary=summary, windows=table_files["windows"][1], warnings=warnings,
                   notes=notes, figures=items, tables=table_files, calibration_text=str(results.attrs.get("calibration", "")),

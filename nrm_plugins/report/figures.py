@@ -346,6 +346,8 @@ def map_figure(results: xr.Dataset, quantity: str = "contact_position") -> Figur
         for i, (ax, (name, inside)) in enumerate(zip(axes, groups)):
             sel = inside & located
             ax.set_title(f"{name}  ({int((sel & ok).sum())} accepted)")
+            ax.set_aspect("equal", adjustable="box" if grid_all is not None else "datalim")
+            _letter(ax, i)
             if not sel.any():
                 note_in_axes(ax, "no ramps")
                 continue
@@ -362,12 +364,12 @@ def map_figure(results: xr.Dataset, quantity: str = "contact_position") -> Figur
             else:
                 artist = ax.scatter(lx * 1e6, ly * 1e6, c=lv, cmap=cmap, vmin=vmin, vmax=vmax, s=6, marker="s",
                                     linewidths=0, plotnonfinite=True, rasterized=True)
-                ax.set_aspect("equal", adjustable="datalim")
             ax.set_xlabel("x (µm)")
-            _letter(ax, i)
         axes[0].set_ylabel("y (µm)")
         if artist is not None:
-            cbar = fig.colorbar(artist, ax=axes, shrink=0.9, pad=0.01)
+            extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+                (bool((finite < vmin).any()), bool((finite > vmax).any()))]
+            cbar = fig.colorbar(artist, ax=axes, shrink=0.9, pad=0.01, extend=extend)
             cbar.set_label(label)
     return fig
 

@@ -82,7 +82,11 @@ def match_ramps(results: xr.Dataset, model: xr.Dataset) -> np.ndarray:
 
 
 def select(results: xr.Dataset, model: xr.Dataset, ramps) -> RawRamps:
-    """Load only the chosen ramps' piezo and deflection (a lazy model stays lazy for the rest)."""
+    """Load only the chosen ramps' piezo and deflection (a lazy model stays lazy for the rest).
+
+    The deflection is returned in the units of the stored contact-method lines (``baseline_offset``'s
+    ``units``: V as recorded or m after InvOLS), converted with the calibration's InvOLS when they differ.
+    """
     ramps = np.asarray(list(ramps), dtype=np.int64)
     where = match_ramps(results, model)[ramps] if ramps.size else np.empty(0, np.int64)
     for name in ("piezo", "deflection"):
@@ -101,6 +105,14 @@ def select(results: xr.Dataset, model: xr.Dataset, ramps) -> RawRamps:
         invols = float(invols) if invols is not None else None
     except (TypeError, ValueError):
         invols = None
+    # the fitted lines may be stored in calibrated deflection (m) while the file holds V, or the reverse:
+    # express the raw deflection in the lines' units so both are drawn on one axis
+    line_units = str(results["baseline_offset"].attrs.get("units", units)) if "baseline_offset" in results else units
+    if line_units != units and invols and np.isfinite(invols):
+        if units == "V" and line_units == "m":
+            defl, units = defl * invols, "m"
+        elif units == "m" and line_units == "V":
+            defl, units = defl / invols, "V"
     return RawRamps(ramps, piezo, defl, units, invols)
 
 
