@@ -290,6 +290,19 @@ def test_boundary_criterion_on_known_profiles(seed):
     assert not [b for b in plain if b["z"] < 30e-9]  # no skin, no boundary (the top of the signal aside)
 
 
+def test_overlapping_windows_and_text_groups():
+    potential = np.array([1.9, 1.6, 1.2, 0.2])
+    ds = xr.Dataset(coords={"potential": ("ramp", potential), "window": ("window", ["1.0-2.0V", "1.5-2.0V"]),
+                            "source": ("ramp", ["a.3ds", "a.3ds", "b.3ds", "b.3ds"])})
+    np.testing.assert_array_equal(access.membership(ds), [[1, 1, 1, 0], [1, 1, 0, 0]])
+    assert list(access.ramp_window_labels(ds)) == ["1.0-2.0V;1.5-2.0V", "1.0-2.0V;1.5-2.0V", "1.0-2.0V", ""]
+    by_file = ds.assign_coords(window=["b.3ds", "a.3ds"]).assign_attrs(group_by="source")
+    np.testing.assert_array_equal(access.membership(by_file), [[0, 0, 1, 1], [1, 1, 0, 0]])
+    negative = ds.assign_coords(window=["-0.5-0.25V"], potential=("ramp", [-0.6, -0.5, 0.0, 0.25]))
+    assert access.windows(negative)[0].lo == -0.5 and access.windows(negative)[0].hi == 0.25
+    np.testing.assert_array_equal(access.membership(negative), [[0, 1, 1, 0]])
+
+
 # ---------------------------------------------------------------------------------------------- figures
 def test_profile_figure_draws_the_stored_means(built):
     results, _, truth, _, _ = built

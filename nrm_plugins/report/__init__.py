@@ -204,9 +204,8 @@ def _page(results, title, items, table_files, notes, criterion) -> str:
     summary = [("ramps read", str(counts.get("read", n))), ("ramps in these results", str(n)),
                ("accepted", f"{int(ok.sum())}"), ("rejected", f"{int((~ok).sum())}"),
                ("accepted with a warning", f"{int((ok & (access.flags(results) != '')).sum())}")]
-    member = access.ramp_window_index(results)
     if access.windows(results):
-        summary.append(("in no window", str(int((member < 0).sum()))))
+        summary.append(("in no window", str(int((~access.membership(results).any(axis=0)).sum()))))
         summary.append(("grouped by", access.group_key(results)))
     if results.attrs.get("profiles") == "omitted":
         summary.append(("per-ramp profiles", "omitted from the results (statistics and densities kept)"))

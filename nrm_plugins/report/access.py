@@ -59,7 +59,8 @@ _LABEL = re.compile(r"^\s*(-?[0-9.]+(?:[eE][-+]?\d+)?)\s*-\s*(-?[0-9.]+(?:[eE][-
 
 
 def windows(results: xr.Dataset) -> list[Window]:
-    """The windows in their stored order; bounds from ``window_lo``/``window_hi``, the settings, or the label."""
+    """The windows in their stored order; bounds from ``window_lo``/``window_hi`` (or ``_low``/``_high``), the
+    settings' ``windows``, or the label ("1.5-2.0V")."""
     if "window" not in results.dims:
         return []
     n = results.sizes["window"]
@@ -70,9 +71,11 @@ def windows(results: xr.Dataset) -> list[Window]:
         labels = [str(v) for v in labels][:n] + [f"window {i}" for i in range(len(labels), n)]
     lo = np.full(n, np.nan)
     hi = np.full(n, np.nan)
-    if "window_lo" in results and "window_hi" in results:
-        lo = np.asarray(results["window_lo"].values, float)
-        hi = np.asarray(results["window_hi"].values, float)
+    pair = next(((a, b) for a, b in (("window_lo", "window_hi"), ("window_low", "window_high"))
+                 if a in results.variables and b in results.variables), None)
+    if pair:
+        lo = np.asarray(results[pair[0]].values, float)
+        hi = np.asarray(results[pair[1]].values, float)
     else:
         bounds = setting(results, "processing", "windows", []) or results.attrs.get("windows", [])
         bounds = np.asarray(bounds, float).reshape(-1, 2) if len(bounds) else np.empty((0, 2))
@@ -87,32 +90,57 @@ def windows(results: xr.Dataset) -> list[Window]:
     return [Window(i, labels[i], float(lo[i]), float(hi[i])) for i in range(n)]
 
 
-def ramp_window_index(results: xr.Dataset) -> np.ndarray:
-    """For each ramp, the position of its window (−1: in none).
+def membership(results: xr.Dataset) -> np.ndarray:
+    """(windows, ramps) bool: which ramps each window pools.  Windows may overlap, so a ramp can be in several.
 
-    Uses a stored per-ramp ``window_index`` when the pipeline wrote one; otherwise assigns each ramp by its
-    grouping key (``group_by`` coordinate, default ``potential``) to the first window with lo <= key < hi, or,
-    for a text key (``source``, ``direction``), to the window whose label equals the key.
+    Uses a stored (window, ramp) boolean when the pipeline wrote one (``window_member``, ``member``) or a
+    per-ramp ``window_index``; otherwise assigns by the grouping key (``group_by`` coordinate, default
+    ``potential``): lo <= key < hi for a numeric key, label == key for a text key (``source``, ``direction``).
     """
     n = results.sizes.get("ramp", 0)
+    wins = windows(results)
+    out = np.zeros((len(wins), n), bool)
+    for name in ("window_member", "member", "membership"):
+        if name in results and set(results[name].dims) == {"window", "ramp"}:
+            return np.asarray(results[name].transpose("window", "ramp").values, bool)
     for name in ("window_index", "ramp_window"):
         if name in results and results[name].dims == ("ramp",):
-            return np.asarray(results[name].values, dtype=np.int64)
-    out = np.full(n, -1, dtype=np.int64)
-    wins = windows(results)
+            index = np.asarray(results[name].values, dtype=np.int64)
+            for w in wins:
+                out[w.index] = index == w.index
+            return out
     key = group_key(results)
     if not wins or key not in results.coords:
         return out
     values = np.asarray(results[key].values)
     if values.dtype.kind in "OUS":
         for w in wins:
-            out[(out < 0) & (values.astype(str) == w.label)] = w.index
+            out[w.index] = values.astype(str) == w.label
         return out
     values = values.astype(float)
     for w in wins:
-        inside = (out < 0) & (values >= w.lo) & (values < w.hi)
-        out[inside] = w.index
+        out[w.index] = (values >= w.lo) & (values < w.hi)
     return out
+
+
+def ramp_window_index(results: xr.Dataset) -> np.ndarray:
+    """For each ramp, its first window (−1: in none); see :func:`membership` for ramps in several."""
+    member = membership(results)
+    if member.shape[0] == 0:
+        return np.full(results.sizes.get("ramp", 0), -1, dtype=np.int64)
+    return np.where(member.any(axis=0), np.argmax(member, axis=0), -1)
+
+
+def ramp_window_labels(results: xr.Dataset) -> np.ndarray:
+    """For each ramp, the labels of every window holding it, joined by ';' ('' for none)."""
+    member = membership(results)
+    labels = [w.label for w in windows(results)]
+    n = results.sizes.get("ramp", 0)
+    if not labels:
+        return np.full(n, "", dtype=object)
+    if (member.sum(axis=0) <= 1).all():
+        return np.array(labels + [""], dtype=object)[ramp_window_index(results)]
+    return np.array([";".join(labels[k] for k in np.flatnonzero(member[:, i])) for i in range(n)], dtype=object)
 
 
 def ramp_values(results: xr.Dataset, name: str, default=np.nan) -> np.ndarray:
@@ -151,11 +179,11 @@ def window_stat(results: xr.Dataset, quantity: str, stat: str, window: int) -> n
 
 def window_ramp_counts(results: xr.Dataset) -> list[dict]:
     """Per window: ramps assigned, accepted, and the most ramps contributing at any depth (``E_storage_n``)."""
-    member = ramp_window_index(results)
+    member = membership(results)
     ok = accepted(results)
     out = []
     for w in windows(results):
-        inside = member == w.index
+        inside = member[w.index]
         n_profile = window_stat(results, "E_storage", "n", w.index)
         n_sei = results["sei_thickness_n"].values[w.index] if "sei_thickness_n" in results else np.nan
         out.append({

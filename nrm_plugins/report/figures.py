@@ -242,12 +242,12 @@ def violin_figure(results: xr.Dataset) -> Figure:
     fig = new_figure(FULL_WIDTH, 2.5)
     with publication_style():
         axes = panel_grid(fig, n_panels, max_columns=4)
-        member = access.ramp_window_index(results)
+        member = access.membership(results)
         ok = access.accepted(results)
         groups = [(w, colour) for w, colour in zip(wins, colours)] or [(None, OUTSIDE_COLOUR)]
 
         def members(w):
-            return ok & ((member == w.index) if w is not None else True)
+            return ok & (member[w.index] if w is not None else True)
 
         if has_intervals:
             values_all = np.asarray(results["G_abs_interval"].transpose("ramp", "interval").values, float)
@@ -327,8 +327,8 @@ def map_figure(results: xr.Dataset, quantity: str = "contact_position") -> Figur
         centre = np.nanmedian(v) if np.isfinite(v).any() else 0.0
         v = v - centre
         label = f"contact position − median (nm)\nmedian = {centre / 1e3:.4g} µm"
-    member = access.ramp_window_index(results)
-    groups = [(w.label, member == w.index) for w in wins] or [("all ramps", np.ones_like(ok))]
+    member = access.membership(results)
+    groups = [(w.label, member[w.index]) for w in wins] or [("all ramps", np.ones_like(ok))]
     fig = new_figure(FULL_WIDTH, 2.4 if len(groups) <= 4 else 4.6)
     with publication_style():
         axes = panel_grid(fig, len(groups), max_columns=4, sharex=True, sharey=True)
@@ -392,7 +392,7 @@ def cv_figure(results: xr.Dataset) -> Figure:
     t = access.ramp_values(results, "time").astype(float)
     u = access.ramp_values(results, "potential").astype(float)
     ok = access.accepted(results)
-    member = access.ramp_window_index(results)
+    member = access.membership(results)
     fig = new_figure(FULL_WIDTH * 0.62, 2.4)
     with publication_style():
         ax = fig.add_subplot()
@@ -407,12 +407,12 @@ def cv_figure(results: xr.Dataset) -> Figure:
             for w, colour in zip(wins, colours):
                 if np.isfinite(w.lo) and np.isfinite(w.hi):
                     ax.axhspan(w.lo, w.hi, color=colour, alpha=0.10, linewidth=0)
-        outside = (member < 0) & ok
+        outside = ~member.any(axis=0) & ok
         if outside.any():
             ax.scatter(xt[outside], u[outside], s=3, color=OUTSIDE_COLOUR, linewidths=0, label="in no window",
                        rasterized=True)
         for w, colour in zip(wins, colours):
-            sel = (member == w.index) & ok
+            sel = member[w.index] & ok
             ax.scatter(xt[sel], u[sel], s=3, color=colour, linewidths=0, label=f"{w.label} ({int(sel.sum())})",
                        rasterized=True)
         if not wins:

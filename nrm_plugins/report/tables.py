@@ -56,14 +56,14 @@ def profiles_table(results: xr.Dataset) -> pd.DataFrame:
 def windows_table(results: xr.Dataset) -> pd.DataFrame:
     """Per window: bounds, counts, SEI thickness mean and CI (stored) and the per-ramp distribution."""
     rows = access.window_ramp_counts(results)
-    member = access.ramp_window_index(results)
+    member = access.membership(results)
     ok = access.accepted(results)
     thickness = access.ramp_values(results, "sei_thickness").astype(float)
     for row, w in zip(rows, access.windows(results)):
         for s in ("mean", "ci_low", "ci_high"):
             name = f"sei_thickness_{s}"
             row[f"{name}_m"] = float(results[name].values[w.index]) if name in results else np.nan
-        values = thickness[(member == w.index) & ok]
+        values = thickness[member[w.index] & ok]
         values = values[np.isfinite(values)]
         quantiles = np.percentile(values, [0, 25, 50, 75, 100]) if values.size else [np.nan] * 5
         for key, v in zip(("min", "q25", "median", "q75", "max"), quantiles):
@@ -82,8 +82,7 @@ def ramps_table(results: xr.Dataset) -> pd.DataFrame:
     for coord, column in RAMP_COORDS:
         if coord in results.coords and results[coord].dims == ("ramp",):
             data[column] = np.asarray(results[coord].values)
-    labels = np.array([w.label for w in access.windows(results)] + [""], dtype=object)
-    data["window"] = labels[access.ramp_window_index(results)]  # -1 picks the trailing ""
+    data["window"] = access.ramp_window_labels(results)  # every window holding the ramp, ';'-joined
     data["ok"] = access.accepted(results)
     data["flag"] = access.flags(results)
     for name, column in PER_RAMP:
@@ -99,8 +98,7 @@ def interval_table(results: xr.Dataset) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     values = np.asarray(results["G_abs_interval"].transpose("ramp", "interval").values, float)
     n, k = values.shape
-    labels = np.array([w.label for w in access.windows(results)] + [""], dtype=object)
-    window = labels[access.ramp_window_index(results)]
+    window = access.ramp_window_labels(results)
     intervals = np.asarray([str(v) for v in results["interval"].values], dtype=object)
     return pd.DataFrame({
         "ramp": np.repeat(np.arange(n), k), "window": np.repeat(window, k),
