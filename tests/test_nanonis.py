@@ -235,6 +235,10 @@ def test_header_only_random_and_empty_files(tmp_path):
     missing_key.write_bytes(data.replace(b"Channels=", b"Chanels="))
     with pytest.raises(nrm.ReaderError, match=r"lacks \['Channels'\]"):
         nrm.open(missing_key)
+    absurd = tmp_path / "absurd.3ds"  # a damaged count must not allocate gigabytes
+    absurd.write_bytes(data.replace(b"# Parameters (4 byte)=20", b"# Parameters (4 byte)=900000000"))
+    with pytest.raises(nrm.ReaderError, match=r"absurd\.3ds: .*larger than the file"):
+        nrm.open(absurd)
 
 
 def test_missing_required_channel_is_named_with_the_channels_found():

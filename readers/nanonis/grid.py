@@ -148,6 +148,9 @@ def read_header(path: Path) -> GridHeader:
     if n_samples < 1 or not channels or n_params < 0:
         raise ReaderError(path, f"the header declares {n_samples} points per sweep and {len(channels)} "
                                 f"channels: nothing to read")
+    if 4 * n_params > path.stat().st_size:  # a damaged count: do not build names for it
+        raise ReaderError(path, f"the header declares {n_params} parameters per point ({4 * n_params} bytes), "
+                                "larger than the file")
     names = _split_list(entries.get("Fixed parameters", "")) + _split_list(entries.get("Experiment parameters", ""))
     if len(names) != n_params:
         warnings.warn(f"{path}: the header names {len(names)} per-point parameters but declares {n_params}; "
