@@ -175,6 +175,8 @@ def run_case(case: Case, workdir: Path, cache: dict | None = None, keep: Path | 
             result["outcome"] = "memory"
         elif re.match(r"the '[^']+' reader failed: ", problem):
             result["outcome"] = "crash"
+            if exc.__cause__ is not None:
+                result["traceback"] = "".join(traceback.format_exception(exc.__cause__))
         elif target.name not in str(exc):
             result["outcome"] = "unnamed"
         else:
