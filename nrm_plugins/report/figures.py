@@ -468,40 +468,52 @@ def _diagnose_one(results, raw: RawRamps, j: int, ax_d, ax_z):
     ax_d.set_title(f"{head}\n{status}", fontsize=6.5, loc="left")
     finite = np.isfinite(piezo) & np.isfinite(defl)
     if not finite.any():
-        note_in_axes(ax_d, "no finite samples" if np.isfinite(raw.piezo[j]).any() or np.isfinite(defl).any()
-                     or raw.piezo.shape[1] == 0 else "raw ramp not found in the data / all NaN")
+        note_in_axes(ax_d, "raw ramp not found in the data, or all NaN")
         ax_z.set_visible(False)
         return
     contact = float(_ramp_value(results, "contact_position", i))
     bs, bo, cs, co = (float(_ramp_value(results, n, i)) for n in
                       ("baseline_slope", "baseline_offset", "contact_slope", "contact_offset"))
     origin = contact if np.isfinite(contact) else float(np.nanmin(piezo[finite]))
-    x_nm = (piezo - origin) * NM
     unit = raw.deflection_units
-    y = defl * (NM if unit == "m" else 1.0)
-    yunit = "nm" if unit == "m" else unit
-    ax_d.plot(x_nm[finite], y[finite], color="0.45", linewidth=0.7, label="deflection")
-    ylo, yhi = np.nanpercentile(y[finite], [0, 100])
-    pad = 0.12 * (yhi - ylo if yhi > ylo else 1.0)
-    xs = np.array([np.nanmin(x_nm[finite]), np.nanmax(x_nm[finite])])
+    scale = NM if unit == "m" else 1.0
+    x_nm = (piezo - origin) * NM
+    y = defl * scale
+    sei = float(_ramp_value(results, "sei_thickness", i)) * NM
+    half = max(3 * sei if np.isfinite(sei) else 0.0, 10.0)  # zoom half-width around the contact, nm
+    zoom_box = ax_d.inset_axes([0.45, 0.42, 0.52, 0.54])
     lines_ok = np.isfinite([bs, bo]).all()
-    if lines_ok:
-        yb = (bs * (xs / NM + origin) + bo) * (NM if unit == "m" else 1.0)
-        ax_d.plot(xs, yb, color="#0072B2", linewidth=0.9, linestyle="--", label="baseline fit")
-    if np.isfinite([cs, co]).all():
-        yc = (cs * (xs / NM + origin) + co) * (NM if unit == "m" else 1.0)
-        ax_d.plot(xs, yc, color="#D55E00", linewidth=0.9, linestyle="--", label="contact-line fit")
-        if lines_ok and cs != bs:
-            xi = (co - bo) / (bs - cs)
-            yi = (bs * xi + bo) * (NM if unit == "m" else 1.0)
-            ax_d.plot([(xi - origin) * NM], [yi], marker="o", markersize=4, markerfacecolor="white",
-                      markeredgecolor="black", linestyle="none", label="intersection", zorder=5)
-    else:
-        ax_d.text(0.03, 0.95, "no contact line", transform=ax_d.transAxes, va="top", fontsize=6.5, color="0.3")
+    contact_ok = np.isfinite([cs, co]).all()
+    for ax, lw in ((ax_d, 0.7), (zoom_box, 0.6)):
+        ax.plot(x_nm[finite], y[finite], color="0.45", linewidth=lw, marker="." if ax is zoom_box else None,
+                markersize=1.5)
+        xs = np.array([np.nanmin(x_nm[finite]), np.nanmax(x_nm[finite])])
+        if lines_ok:
+            ax.plot(xs, (bs * (xs / NM + origin) + bo) * scale, color="#0072B2", linewidth=0.9, linestyle="--")
+        if contact_ok:
+            ax.plot(xs, (cs * (xs / NM + origin) + co) * scale, color="#D55E00", linewidth=0.9, linestyle="--")
+            if lines_ok and cs != bs:
+                xi = (co - bo) / (bs - cs)
+                ax.plot([(xi - origin) * NM], [(bs * xi + bo) * scale], marker="o", markersize=4,
+                        markerfacecolor="white", markeredgecolor="black", linestyle="none", zorder=5)
+    ylo, yhi = np.nanmin(y[finite]), np.nanmax(y[finite])
+    pad = 0.08 * (yhi - ylo if yhi > ylo else 1.0)
     ax_d.set_ylim(ylo - pad, yhi + pad)
+    # zoom on the layer side of the contact, where the soft layer lifts the deflection off the baseline
+    layer_side = finite & (x_nm >= 0) & (x_nm <= half)
+    if layer_side.sum() >= 2 and np.isfinite(contact):
+        zlo, zhi = np.nanmin(y[layer_side]), np.nanmax(y[layer_side])
+        zpad = 0.15 * (zhi - zlo if zhi > zlo else 1.0)
+        zoom_box.set_xlim(-0.25 * half, half)
+        zoom_box.set_ylim(zlo - zpad, zhi + 2 * zpad)
+        zoom_box.tick_params(labelsize=5, length=1.5, pad=1)
+        zoom_box.text(0.97, 0.95, "zoom", transform=zoom_box.transAxes, ha="right", va="top", fontsize=5)
+    else:
+        zoom_box.set_visible(False)
+    if not contact_ok:
+        ax_d.text(0.03, 0.05, "no contact line", transform=ax_d.transAxes, fontsize=6.5, color="0.3")
     ax_d.set_xlabel(("$d_s - d_{contact}$" if np.isfinite(contact) else "$d_s$ − min") + " (nm)")
-    ax_d.set_ylabel(f"deflection ({yunit})")
-    ax_d.legend(loc="upper right", fontsize=5.5, handlelength=1.2)
+    ax_d.set_ylabel(f"deflection ({'nm' if unit == 'm' else unit})")
     ax_z.set_title("z_p along the ramp", fontsize=6.5, loc="left")
     if not (np.isfinite(contact) and lines_ok):
         note_in_axes(ax_z, "no contact point: z_p undefined")
@@ -510,15 +522,20 @@ def _diagnose_one(results, raw: RawRamps, j: int, ax_d, ax_z):
     if not np.isfinite(zp).any():
         note_in_axes(ax_z, "deflection in V and no InvOLS: z_p undefined")
         return
-    index = np.arange(zp.size)
-    ax_z.plot(index, zp, color="black", linewidth=0.7)
+    ax_z.plot(np.arange(zp.size), zp, color="black", linewidth=0.7)
     ax_z.axhline(0, color="#D55E00", linewidth=0.6, linestyle=":")
-    sei = float(_ramp_value(results, "sei_thickness", i)) * NM
     if np.isfinite(sei):
         ax_z.axhline(sei, color="#009E73", linewidth=0.6, linestyle="--", label=f"SEI top {sei:.3g} nm")
     ci = _ramp_value(results, "contact_index", i)
     if np.isfinite(ci) and ci >= 0:
         ax_z.axvline(float(ci), color="#D55E00", linewidth=0.6, linestyle="--", label="contact sample")
+    # linear axis over the layer and a little more; the far part of the ramp runs off the top
+    top = max(3 * sei if np.isfinite(sei) else 0.0, 20.0)
+    inside = np.flatnonzero(np.isfinite(zp) & (zp <= top))
+    if inside.size:
+        span = inside[-1] - inside[0]
+        ax_z.set_xlim(max(inside[0] - 0.1 * span, 0), inside[-1] + 0.02 * span)
+    ax_z.set_ylim(-0.15 * top, top)
     ax_z.set_xlabel("sample index")
     ax_z.set_ylabel("$z_p$ (nm)")
     if ax_z.get_legend_handles_labels()[0]:
