@@ -180,15 +180,19 @@ class Simulation:
         return np.where(approach, -1.0, 1.0) * self.creep * self._creep_shape(k)
 
     # ------------------------------------------------------------------ generation
-    def _physics(self, rows):
-        """Noise-free ramps ``rows`` (slice or indices): recorded piezo (R, n), x = s − c (R, n), and over
-        the points below the free region (flat ``index``, ramp ``row``): δ, z_p, hard mask, force F*."""
+    def _physics(self, rows, piezo=None):
+        """Noise-free ramps ``rows`` (slice or indices): recorded piezo (R, n) (into ``piezo`` when given),
+        x = s − c (R, n), and over the points below the free region (flat ``index``, ramp ``row``): δ, z_p,
+        hard mask, force F*."""
         p, n = self.params, self.n_samples
         approach = self.ramp_direction[rows] == "approach"
         start = np.where(approach, self.piezo_high[rows], self.piezo_low[rows])
         end = np.where(approach, self.piezo_low[rows], self.piezo_high[rows])
         step = (end - start) / (n - 1)
-        piezo = start[:, None] + np.arange(n) * step[:, None]
+        if piezo is None:
+            piezo = np.empty((len(start), n))
+        np.multiply(np.arange(n), step[:, None], out=piezo)
+        piezo += start[:, None]
         piezo[:, -1] = end
         sign = np.where(approach, -1.0, 1.0) * self.creep[rows]
         x = piezo - self.electrode[rows][:, None]
@@ -219,9 +223,8 @@ class Simulation:
             rows = slice(b * BLOCK, min(n_ramps, (b + 1) * BLOCK))
             r = rows.stop - rows.start
             rng = np.random.Generator(np.random.PCG64(streams[b]))
-            ph = self._physics(rows)
+            ph = self._physics(rows, piezo[rows])
             idx, row, hard = ph["index"], ph["row"], ph["hard"]
-            piezo[rows] = ph["piezo"]
             self.contact_ideal[rows] = normal.ideal_intersection(
                 row[hard], ph["piezo"].ravel()[idx[hard]], ph["delta"][hard], self.contact_position[rows])
             self.deflection_at_contact[rows] = ph["force0"] / p.spring_constant
@@ -234,10 +237,12 @@ class Simulation:
             flat = volts.reshape(-1)
             flat[idx] += ph["delta"] / p.invols
             if p.deflection_noise > 0:
-                volts += np.float32(p.deflection_noise / p.invols) * rng.standard_normal(volts.shape, np.float32)
+                noise = rng.standard_normal(volts.shape, np.float32)
+                noise *= np.float32(p.deflection_noise / p.invols)
+                volts += noise
             # lateral: liquid background + sample force, through the lock-in
             self._clip_background(rows, ph, rotation)
-            level = self.background[rows] * rotation
+            level = self.background[rows] * rotation + complex(*p.offset)
             xs, ys = lat_x[rows], lat_y[rows]
             xs[...] = level.real.astype(np.float32)[:, None]
             ys[...] = level.imag.astype(np.float32)[:, None]
@@ -326,10 +331,9 @@ class Simulation:
         e_loss = np.empty((n, len(z)), np.float32)
         for b in range(0, n, BLOCK):
             rows = slice(b, min(n, b + BLOCK))
-            top = self.layers["top"][rows, None, :]
-            e_storage[rows] = sample.modulus(z[None, :], top, self.steps_storage[rows, None, :],
-                                             p.transition_width)
-            e_loss[rows] = sample.modulus(z[None, :], top, self.steps_loss[rows, None, :], p.transition_width)
+            e_storage[rows], e_loss[rows] = sample.grid_profiles(z_step, len(z), self.layers["top"][rows],
+                                                                 p.transition_width, self.steps_storage[rows],
+                                                                 self.steps_loss[rows])
         labels = [f"{lo}-{hi}V" for lo, hi in self.windows]
         n_win = len(self.windows)
         mean_s = np.zeros((n_win, len(z)))
@@ -340,8 +344,10 @@ class Simulation:
         for w in range(n_win):
             pot = self.potential[self.window_index == w]
             counts[w] = len(pot)
-            s, l_ = sample.mean_profile(p, pot, z)
-            mean_s[w], mean_l[w] = s.mean(0), l_.mean(0)
+            for b in range(0, len(pot), BLOCK):
+                s, l_ = sample.mean_profile(p, pot[b:b + BLOCK], z_step, len(z))
+                mean_s[w] += s.sum(0) / len(pot)
+                mean_l[w] += l_.sum(0) / len(pot)
             thickness, storage, tan_delta = sample.median_layers(p, pot)
             tops = np.cumsum(thickness, -1)
             sei_mean[w] = tops[:, -1].mean()

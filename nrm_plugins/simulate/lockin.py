@@ -65,12 +65,13 @@ def output_filter(values, dt, time_constant, slope, span=None):
 
 
 def finish(x, y, params, dt, rng=None, span=None):
-    """From the ideal analog outputs (real (R, n) arrays, changed in place): output filter, offsets, noise
-    from ``rng``, clipping at ±clip.  Returns (X, Y)."""
-    for values, offset in ((x, params.offset[0]), (y, params.offset[1])):
+    """From the noise-free analog outputs (offsets included; real (R, n) arrays, changed in place): output
+    filter (a constant offset passes it unchanged), noise from ``rng``, clipping at ±clip.  Returns (X, Y)."""
+    for values in (x, y):
         output_filter(values, dt, params.time_constant, params.filter_slope, span)
-        values += offset
         if rng is not None and params.output_noise > 0:
-            values += params.output_noise * rng.standard_normal(values.shape, dtype=np.float32)
+            noise = rng.standard_normal(values.shape, dtype=np.float32)
+            noise *= np.float32(params.output_noise)
+            values += noise
         np.clip(values, -params.clip, params.clip, out=values)
     return x, y

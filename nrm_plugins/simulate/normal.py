@@ -44,11 +44,13 @@ def solve(x, tops, steps_storage, steps_loss, params):
     c_n = params.normal_coupling
     e0, i0_storage, i0_loss = sample.evaluate(np.zeros(len(tops)), tops, steps_storage, steps_loss, w)
     force0 = c_n * i0_storage  # layer force at z_p = 0, per ramp (N)
-    threshold = (-force0 / k_c)[:, None]
-    hard_idx = np.flatnonzero(x < threshold)
-    layer_idx = np.flatnonzero((x >= threshold) & (x <= (tops[:, -1] + FREE_MARGIN * w)[:, None]))
+    threshold = -force0 / k_c
     n = x.shape[1]
+    below = np.flatnonzero(x <= (tops[:, -1] + FREE_MARGIN * w)[:, None])
     x = x.reshape(-1)
+    is_hard = x[below] < threshold[below // n]
+    hard_idx = below[is_hard]
+    layer_idx = below[~is_hard]
 
     # ---- inside the layer: Newton on g(δ) = k_c δ − c_n I'(x + δ), g' = k_c + c_n E'(x + δ), kept in
     # the bracket [max(0, −x), c_n I'(max(x, 0))/k_c]; the first step starts from δ = max(0, −x).
