@@ -204,6 +204,9 @@ def write_grid(ds, path: Path, options: dict | None = None) -> None:
     variables = [v for v in ds.data_vars if ds[v].dims == ("ramp", "sample") and v != axis_name]
     if not variables:
         raise WriterError(path, f"nothing to write besides the sweep axis '{axis_name}': no channel")
+    text = [v for v in variables if not np.issubdtype(ds[v].dtype, np.number) and ds[v].dtype != bool]
+    if text:
+        raise WriterError(path, f"ramp variables {text} are not numbers: a .3ds channel holds float32 values")
     n_ramps, n_samples = ds.sizes["ramp"], ds.sizes["sample"]
     axis_units = str(axis.attrs.get("units", "m" if axis_name == "piezo" else ""))
     sweep_signal = axis.attrs.get("sweep_signal") or (
@@ -219,7 +222,11 @@ def write_grid(ds, path: Path, options: dict | None = None) -> None:
     # per-ramp values: coordinates, then numeric ramp variables
     coord_values = {c: (np.asarray(ds[c].values, dtype=np.float64) if c in ds.coords else np.full(n_ramps, np.nan))
                     for c in _COORD_PARAM_NAMES}
-    extra = [v for v in ds.data_vars if ds[v].dims == ("ramp",) and np.issubdtype(ds[v].dtype, np.number)]
+    per_ramp_vars = [v for v in ds.data_vars if ds[v].dims == ("ramp",)]
+    extra = [v for v in per_ramp_vars if np.issubdtype(ds[v].dtype, np.number) or ds[v].dtype == bool]
+    if len(extra) < len(per_ramp_vars):
+        warnings.warn(f"{path}: per-ramp variables {sorted(set(per_ramp_vars) - set(extra))} are not numbers and "
+                      "are not written (.3ds parameters are float32)", UserWarning, stacklevel=3)
     extra_names = [_file_name(v, ds[v].attrs.get("long_name", ""), str(ds[v].attrs.get("units", "")))
                    for v in extra]
     keep = [k for k, name in enumerate(extra_names) if name not in _COORD_PARAM_NAMES.values()
