@@ -305,6 +305,7 @@ def test_retract_and_both():
     assert np.all(piezo[d == "approach", 0] > piezo[d == "approach", -1])
     assert np.all(piezo[d == "retract", 0] < piezo[d == "retract", -1])
     np.testing.assert_array_equal(sim.model.x.values[0::2], sim.model.x.values[1::2])
+    np.testing.assert_allclose(piezo[1::2, ::-1], piezo[0::2], rtol=0, atol=1e-15)  # retraces the approach
     assert np.all(sim.model.time.values[1::2] > sim.model.time.values[0::2])
     assert np.abs(sim.truth.contact_ideal - sim.truth.contact_position).max() < 0.2e-9
     retract = simulate("clean", nx=2, ny=2, n_samples=512, direction="retract", seed=8)

@@ -134,6 +134,9 @@ class Simulation:
         jitter, lengths, fractions, creep, offset, tilt, bg_s, bg_l = (
             rng.standard_normal(n), rng.random(n), rng.random(n), np.abs(rng.standard_normal(n)),
             rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n))
+        if self.direction == "both":  # the retract retraces its approach: same position and range
+            for a in (jitter, lengths, fractions):
+                a[1::2] = a[0::2]
         self.electrode = field[self.location] + p.position_jitter * jitter + p.position_drift * self.time
         self.layers = sample.ramp_layers(p, self.potential, self.factors)
         self.steps_storage = sample.steps(self.layers["storage"])
