@@ -95,7 +95,10 @@ def read_image(path, options: dict | None = None) -> xr.Dataset:
     scan_up = sections.get("SCAN_DIR", "").strip().lower() == "up"
 
     planes = []  # (variable name, long name, unit, backward, extra attrs)
-    for row in table[1:]:
+    for number, row in enumerate(table[1:], start=1):
+        if len(row) <= max(col_name, col_unit, col_dir):
+            raise ReaderError(path, f":DATA_INFO: row {number} has {len(row)} columns, the table header has "
+                                    f"{len(head)}: {row!r}")
         name, unit, direction = row[col_name].strip(), row[col_unit].strip(), row[col_dir].strip().lower()
         info = {h: v.strip() for h, v in zip(head, row)}
         base = name.replace("_", " ")
