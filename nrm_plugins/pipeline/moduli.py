@@ -1,0 +1,151 @@
+"""Moduli from the depth derivative of the lateral force, quantities derived from them, and the
+optional corrections beyond the 1D-NRM paper (DESIGN.md §1.5).
+
+Eq. 5 of the paper with the sign convention of DESIGN.md §1 (z_p grows away from the electrode,
+dz_l = −dz_p)::
+
+    E*(z_p) = −(1 / (4 r_g A_l)) dF*/dz_p          storage E' = Re E*, loss E'' = Im E*
+
+Tip compliance (``tip_compliance_correction``): the cantilever's lateral stiffness at the tip
+``k_lat = k_t / l_t²`` is in series with the layer, the tip–sample amplitude is ``A_l − F*/k_lat``, and
+the exact inverse is ``E* = −A_l (dF*/dz_p) / (4 r_g (A_l − F*/k_lat)²)``.
+
+Derived (``nrm.derive``): ``S* = 4 r_g E*`` (Eq. 2, the paper's lateral sample compliance, Pa),
+``G* = E* / (2 (1 + ν))`` (Eq. 6), ``G_abs = |G*|`` and ``viscosity η = G'' / (2 π f)`` (Eq. 7).
+
+Lock-in time constant (``[lockin] time_constant`` > 0, :func:`undo_output_filter`): the output filter of
+the lock-in is ``filter_slope / 6`` cascaded first-order stages ``τ y' = x − y``; a profile recorded
+along the ramp is delayed by ``(filter_slope/6) τ`` and smeared, which shifts approach against retract.
+The default correction runs the same cascade backwards in time (zero phase: the delay cancels, the
+noise is not amplified); the exact inverse of each stage is available (``"inverse"``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+from scipy import signal
+
+from ..errors import NRMError
+
+DERIVED = {
+    "S_storage": ("Pa", "lateral sample compliance S' = 4 r_g E' (Eq. 2)"),
+    "S_loss": ("Pa", "lateral sample compliance S'' = 4 r_g E'' (Eq. 2)"),
+    "G_storage": ("Pa", "shear storage modulus G' = E'/(2(1+nu)) (Eq. 6)"),
+    "G_loss": ("Pa", "shear loss modulus G'' = E''/(2(1+nu)) (Eq. 6)"),
+    "G_abs": ("Pa", "|G*| = |E*|/(2(1+nu))"),
+    "viscosity": ("Pa s", "eta = G''/(2 pi f) (Eq. 7)"),
+}
+
+
+def modulus(slope, force, factor: complex, r_g: float, amplitude: float, lateral_stiffness: float | None = None):
+    """E* (Pa, complex64) from the derivative of the recorded lateral signal.
+
+    :param slope: dU/dz_p of the background-free recorded signal U = X + iY (V per m), complex
+    :param force: F* at the same depths (N, background-free), used only with ``lateral_stiffness``
+    :param factor: F* = factor · U (see :func:`nrm_plugins.pipeline.lateral.force_factor`)
+    :param r_g: geometry coefficient of Eq. 5
+    :param amplitude: A_l (m)
+    :param lateral_stiffness: k_lat (N/m) for the tip-compliance inverse; None: Eq. 5 as in the paper
+    """
+    scale = np.complex64(-factor / (4.0 * r_g * amplitude))
+    e = slope * scale
+    if lateral_stiffness is not None:
+        tip = (1.0 - force * np.complex64(1.0 / (amplitude * lateral_stiffness)))
+        e = e / (tip * tip)
+    return e
+
+
+def shear_factor(poisson: float) -> float:
+    """G* = E* × this (Eq. 6)."""
+    return 1.0 / (2.0 * (1.0 + poisson))
+
+
+def derive(results: xr.Dataset, name: str) -> xr.DataArray:
+    """A quantity computed from the per-ramp moduli of ``results`` (see :data:`DERIVED`).
+
+    ``E_storage`` / ``E_loss`` are returned as they are; the others are computed on demand.
+    :raises NRMError: for an unknown name, or when the per-ramp profiles were omitted.
+    """
+    if name in ("E_storage", "E_loss"):
+        return results[name]
+    if name not in DERIVED:
+        raise NRMError(f"nrm.derive: unknown quantity '{name}'; known: E_storage, E_loss, {', '.join(DERIVED)}")
+    if "E_storage" not in results or "E_loss" not in results:
+        raise NRMError(f"nrm.derive('{name}'): the results have no per-ramp profiles E_storage/E_loss "
+                       f"(profiles = {results.attrs.get('profiles', 'absent')!r}); process with keep_profiles=True")
+    r_g = float(results.attrs.get("r_g", 1.25))
+    nu = float(results.attrs.get("poisson", 0.5))
+    f = float(results.attrs.get("dither_frequency", math.nan))
+    es = results["E_storage"].astype(np.float64)
+    el = results["E_loss"].astype(np.float64)
+    g = shear_factor(nu)
+    if name == "S_storage":
+        out = 4 * r_g * es
+    elif name == "S_loss":
+        out = 4 * r_g * el
+    elif name == "G_storage":
+        out = g * es
+    elif name == "G_loss":
+        out = g * el
+    elif name == "G_abs":
+        out = g * np.hypot(es, el)
+    else:
+        if not (math.isfinite(f) and f > 0):
+            raise NRMError("nrm.derive('viscosity'): the results carry no dither_frequency attribute")
+        out = g * el / (2 * math.pi * f)
+    units, doc = DERIVED[name]
+    out = out.astype(np.float32)
+    out.name = name
+    out.attrs = {"units": units, "long_name": doc}
+    return out
+
+
+def output_filter_coefficients(dt: float, time_constant: float):
+    """(b, a) of one first-order stage discretised with a first-order hold (as the simulator and a
+    digital lock-in do): ``y[n] = e y[n−1] + b0 x[n] + b1 x[n−1]``."""
+    e = math.exp(-dt / time_constant)
+    c = -math.expm1(-dt / time_constant) * time_constant / dt
+    return [1.0 - c, c - e], [1.0, -e]
+
+
+def undo_output_filter(values, dt: float, time_constant: float, slope: int, method: str = "reverse"):
+    """Correct the lag of the lock-in's cascaded first-order output filter along axis 1 (time order).
+
+    :param values: (ramps, samples) recorded X or Y, ordered in time, finite
+    :param dt: sample interval (s); :param time_constant: τ (s); :param slope: dB/oct (6 per stage)
+    :param method: ``"reverse"`` (default): the same cascade run backwards in time, which cancels the
+        filter's phase (the delay of ``stages·τ``) and leaves a symmetric smoothing of rms width
+        ``√(2·stages)·τ`` with no noise amplification; ``"inverse"``: the exact inverse of each stage,
+        ``x[n] = (y[n] − e y[n−1] − b1 x[n−1]) / b0`` (sharp, but it amplifies white noise by roughly
+        ``(2τ/Δt)^stages`` at high frequencies); ``"delay"``: shift by the group delay ``stages·τ`` (linear
+        interpolation along the samples), leaving the causal smoothing of width ``√stages·τ``.
+    :returns: float64 array
+    """
+    if time_constant <= 0:
+        return values
+    stages = int(slope) // 6
+    out = np.asarray(values, np.float64)
+    b, a = output_filter_coefficients(dt, time_constant)
+    if method == "reverse":
+        rev = out[:, ::-1]
+        zi = signal.lfilter_zi(b, a)
+        for _ in range(stages):
+            rev, _ = signal.lfilter(b, a, rev, axis=1, zi=zi * rev[:, :1])
+        return np.ascontiguousarray(rev[:, ::-1])
+    if method == "inverse":
+        zi = signal.lfilter_zi(a, b)
+        for _ in range(stages):
+            # y[n] - e y[n-1] = b0 x[n] + b1 x[n-1]: filter y by (1 - e z^-1) / (b0 + b1 z^-1)
+            out, _ = signal.lfilter(a, b, out, axis=1, zi=zi * out[:, :1])
+        return out
+    if method == "delay":
+        shift = stages * time_constant / dt
+        k = int(math.floor(shift))
+        f = shift - k
+        m = out.shape[1]
+        idx0 = np.minimum(np.arange(m) + k, m - 1)
+        idx1 = np.minimum(idx0 + 1, m - 1)
+        return out[:, idx0] * (1 - f) + out[:, idx1] * f
+    raise ValueError(f"time_constant_correction method {method!r}: 'reverse', 'inverse' or 'delay'")

@@ -1,0 +1,823 @@
+"""The 1D-NRM pipeline (DESIGN.md §1): calibration → contact point → depth → derivative → moduli →
+SEI thickness → window statistics, chunked over ramps, vectorized inside each chunk.
+
+Per ramp (all ramps of a chunk at once; DESIGN.md §1 numbers the steps):
+
+1. Units: deflection in nm (InvOLS applied only to volts), piezo in nm relative to the ramp's first
+   sample; retract ramps are reversed so that every row runs from the far end to the surface.
+2. Contact point by the registered contact method (default "two-line", :mod:`.contact`).
+3. Depth ``z_p = (d_s − d_contact) + δ`` with ``δ`` the deflection minus the ramp's fitted baseline line.
+   The hard-contact part is cut by *position*: the contact index is the first sample from which the
+   4-sample running mean of z_p is within half a noise standard deviation of zero; that sample and all
+   later ones are never part of the profile, whatever their z_p.
+4. Lateral: recorded X + iY minus the liquid background (mean over the background region, the far half
+   of the free part of the ramp, or ``background_region`` above the first deflection rise); clipped
+   samples are masked.  Resampled on a grid of step ``derivative_window/10`` rounded to a multiple of
+   ``z_step`` and differentiated by the registered derivative method (default "local-polynomial").
+5. Moduli E* (Eq. 5, :mod:`.moduli`), optionally with the tip-compliance inverse, interpolated onto the
+   results' grid; SEI thickness (:mod:`.thickness`); |G*| per depth interval.
+
+Ramp-level problems never stop the run: each ramp gets ``ok`` and a ``flag`` text (reasons joined by
+"; ").  A NaN run in the deflection or lateral signals is tolerated (flag "NaN in ramp", still ok) when it
+lies outside the samples the profile and the background use and the two lines can still be fitted;
+inside the profile the ramp is rejected.  Clipped lock-in samples inside the profile reject the ramp
+("clipped"); clipped samples in the background region are left out of the mean; clipping in hard contact
+(beyond the contact index) is ignored.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings as _warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from .._version import __version__
+from ..calibration import Calibration
+from ..errors import CalibrationError, ModelError
+from ..model import ROLES, assign_roles, validate
+from . import lateral, moduli, statistics, thickness
+from .contact import FLAGS as CONTACT_FLAGS
+from .derivative import DEFAULT_WINDOW, resample
+
+# pipeline flag bits (contact methods use 1, 2, 4)
+NAN_REJECT, NAN_WARN, CLIP_REJECT, CLIP_WARN, NO_PROFILE, SEI_TOP = 8, 16, 32, 64, 128, 256
+REJECT_MASK = 1 | 2 | 4 | NAN_REJECT | CLIP_REJECT | NO_PROFILE
+REASONS = {**CONTACT_FLAGS, NAN_REJECT: "NaN in ramp", NAN_WARN: "NaN in ramp", CLIP_REJECT: "clipped",
+           CLIP_WARN: "clipped", NO_PROFILE: "no profile", SEI_TOP: "SEI above the profile"}
+#: order of the reasons in a flag text
+REASON_ORDER = ("NaN in ramp", "clipped", "starts in contact", "no free baseline", "no hard contact",
+                "no profile", "SEI above the profile")
+MIN_BACKGROUND = 16  # samples
+OPTIONS = ("progress", "keep_profiles", "keep_forces", "chunk_size", "workers", "clip_level",
+           "time_constant_correction", "bootstrap_samples", "seed", "base_dir", "source_files")
+PROCESSING_KEYS = ("z_max", "z_step", "contact_method", "derivative_method", "derivative_window",
+                   "background_region", "tip_compliance_correction", "windows", "group_by", "ci_method",
+                   "depth_intervals")
+PROFILE_MEMORY_LIMIT = 2 * 1024 ** 3  # bytes of per-ramp profiles kept in the results by default
+
+
+@dataclass
+class Settings:
+    """Everything a chunk needs, resolved once from the calibration and the options."""
+
+    deflection_scale: float  # nm per recorded deflection unit
+    factor: complex  # F* (N) = factor * U (V)
+    amplitude: float
+    r_g: float
+    poisson: float
+    frequency: float
+    lateral_stiffness: float | None
+    z_step: float  # nm
+    z_max: float  # nm
+    n_z: int
+    step: float  # nm, internal grid
+    window: float  # nm
+    top: float  # nm, first internal grid point
+    n_grid: int
+    out_j0: np.ndarray = field(repr=False, default=None)
+    out_w: np.ndarray = field(repr=False, default=None)
+    background_region: float | None = None  # nm; None = auto
+    clip: float = math.inf
+    time_constant: float = 0.0
+    filter_slope: int = 24
+    time_constant_method: str = "reverse"
+    sample_interval: float | None = None
+    contact: object = None
+    contact_params: dict = field(default_factory=dict)
+    derivative: object = None
+    derivative_params: dict = field(default_factory=dict)
+    keep_forces: bool = False
+    intervals: list = field(default_factory=list)
+
+
+# ================================================================================================ API
+def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
+    """Run the 1D-NRM pipeline on the ramps of ``ds`` (the common model) → results (DESIGN.md §3).
+
+    :param calibration: :class:`~nrm_plugins.calibration.Calibration`, dict, TOML path or None
+    :param options: any ``[processing]`` key (``windows=[[1.5, 2.0], ...]``, ``z_max``, ``group_by``,
+        ``ci_method``, ``derivative_window``, ``tip_compliance_correction``, ...) and
+        ``progress`` (bool or callable(done, total)), ``keep_profiles`` (bool, default: unless the
+        profiles would exceed 2 GiB), ``keep_forces`` (add F_storage, F_loss), ``chunk_size`` (ramps,
+        default 1024), ``workers`` (threads, default 2), ``clip_level`` (V),
+        ``time_constant_correction`` (None: on when the calibration gives ``[lockin] time_constant`` > 0;
+        True: also with the file's τ; False: off; or the method "reverse" (default), "inverse", "delay",
+        see :func:`.moduli.undo_output_filter`), ``bootstrap_samples``, ``seed``, ``base_dir`` (for a
+        relative ``[cv] file``), ``source_files`` (list, recorded in the attributes).
+    :returns: the results Dataset; ``results.attrs["counts"]`` has the accepted/rejected ramps by reason.
+    """
+    unknown = set(options) - set(OPTIONS) - set(PROCESSING_KEYS)
+    if unknown:
+        raise CalibrationError(f"nrm.process: unknown option(s) {sorted(unknown)}; options are "
+                               f"{sorted(PROCESSING_KEYS)} and {sorted(OPTIONS)}")
+    cal = Calibration.coerce(calibration)
+    for key in PROCESSING_KEYS:
+        if options.get(key) is not None:
+            value = options[key]
+            if key in ("windows", "depth_intervals"):
+                value = [list(map(float, w)) for w in value]
+            elif key in ("z_max", "z_step", "derivative_window", "background_region") and not isinstance(value, str):
+                value = float(value)
+            cal.set("processing", key, value, origin="option")
+    mapping = {r: cal.get("channels", r) for r in ROLES if cal.get("channels", r)}
+    if mapping:
+        ds = assign_roles(ds, mapping)
+    validate(ds, require=["piezo", "deflection", "lateral_x", "lateral_y"])
+    cal = cal.resolve(ds)
+    warn = list(cal.warnings)
+    S = _settings(ds, cal, options, warn)
+    n_ramps = ds.sizes["ramp"]
+
+    # ramp coordinates, potentials from the CV, groups
+    coords = {c: np.asarray(ds[c].values) for c in ("x", "y", "time", "potential", "source", "index", "direction")
+              if c in ds.coords}
+    potential_source = "data"
+    cvp = statistics.cv_potentials(coords.get("time", np.full(n_ramps, np.nan)), cal, options.get("base_dir"))
+    if cvp is not None:
+        pot = np.asarray(coords.get("potential", np.full(n_ramps, np.nan)), np.float64)
+        missing = ~np.isfinite(pot)
+        if missing.any():
+            pot = np.where(missing, cvp, pot)
+            potential_source = "[cv] section" if missing.all() else "data, missing ones from the [cv] section"
+        coords["potential"] = pot
+    windows = cal.get("processing", "windows")
+    group_by = cal.get("processing", "group_by")
+    units = ds[group_by].attrs.get("units", "") if group_by in ds.coords else ""
+    grouping = statistics.groups(coords, group_by, windows, units) if (windows or group_by != "potential") else None
+
+    # automatic instrumental phase: a first pass over up to 2048 ramps
+    phase_info = {}
+    if isinstance(cal.get("lockin", "phase"), str):
+        S.factor = lateral.force_factor(cal, phase_deg=0.0)
+        pick = np.unique(np.linspace(0, n_ramps - 1, min(n_ramps, 2048)).astype(np.int64))
+        sub = _load(ds.isel(ramp=pick))
+        out = _chunk(sub, S, want_slope=True)
+        ok = out["flags"] & REJECT_MASK == 0
+        phase, spread = lateral.estimate_phase(out["slope"].real, out["slope"].imag, ok)
+        S.factor = lateral.force_factor(cal, phase_deg=phase)
+        phase_info = {"lockin_phase_estimate": phase, "lockin_phase_spread": spread}
+        warn.append(f"[lockin] phase = \"auto\": estimated {phase:.2f} deg (spread {spread:.2f} deg over "
+                    f"{int(ok.sum())} ramps) assuming the stiffest part of each profile is elastic; "
+                    "loss moduli are lower bounds")
+        cal.set("lockin", "phase", float(phase), origin="estimated from the data (auto)")
+
+    keep_profiles = options.get("keep_profiles")
+    if keep_profiles is None:
+        keep_profiles = n_ramps * S.n_z * 8 <= PROFILE_MEMORY_LIMIT
+        if not keep_profiles:
+            warn.append(f"per-ramp profiles omitted ({n_ramps} ramps × {S.n_z} depths): only window "
+                        "statistics, G_abs_interval and G_abs_kde are kept")
+    ci_method = cal.get("processing", "ci_method")
+    hold_profiles = keep_profiles or (ci_method == "bootstrap" and grouping is not None)
+
+    # output arrays
+    per_ramp = {k: np.full(n_ramps, np.nan) for k in (
+        "contact_position", "contact_uncertainty", "sei_thickness", "baseline_slope", "baseline_offset",
+        "contact_slope", "contact_offset", "deflection_noise", "lateral_noise")}
+    contact_index = np.full(n_ramps, -1, np.int64)
+    flags = np.zeros(n_ramps, np.int64)
+    intervals = S.intervals
+    g_interval = np.full((n_ramps, len(intervals)), np.nan, np.float32)
+    e_storage = np.full((n_ramps, S.n_z), np.nan, np.float32) if hold_profiles else None
+    e_loss = np.full((n_ramps, S.n_z), np.nan, np.float32) if hold_profiles else None
+    forces = (np.full((n_ramps, S.n_z), np.nan, np.complex64) if S.keep_forces else None)
+    acc = statistics.WindowAccumulator(grouping["member"], S.n_z) if grouping is not None else None
+    z_out = np.arange(S.n_z) * S.z_step
+    z_out_m = z_out * 1e-9
+    shear = moduli.shear_factor(S.poisson)
+
+    chunk = int(options.get("chunk_size") or 1024)
+    workers = int(options.get("workers") or min(2, os.cpu_count() or 1))
+    progress = options.get("progress")
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_ramps, desc="nrm process", unit="ramp", file=None, leave=False)
+
+    def collect(rows, out):
+        for k in per_ramp:
+            if k in out:
+                per_ramp[k][rows] = out[k]
+        contact_index[rows] = out["contact_index"]
+        flags[rows] = out["flags"]
+        e = out["E"]
+        ok = (out["flags"] & REJECT_MASK) == 0
+        gabs = np.abs(e) * np.float32(shear)
+        g_interval[rows] = statistics.interval_means(gabs, z_out_m, intervals)
+        if hold_profiles:
+            e_storage[rows] = e.real
+            e_loss[rows] = e.imag
+        if forces is not None:
+            forces[rows] = out["F"]
+        if acc is not None:
+            acc.add(rows, ok, e.real, e.imag, gabs)
+        if bar is not None:
+            bar.update(rows.stop - rows.start)
+        elif callable(progress):
+            progress(rows.stop, n_ramps)
+
+    starts = list(range(0, n_ramps, chunk))
+    if workers <= 1 or len(starts) <= 1:
+        for s in starts:
+            rows = slice(s, min(n_ramps, s + chunk))
+            collect(rows, _chunk(_load(ds.isel(ramp=rows)), S))
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            pending = []
+            for s in starts:
+                rows = slice(s, min(n_ramps, s + chunk))
+                pending.append((rows, pool.submit(_chunk, _load(ds.isel(ramp=rows)), S)))
+                while len(pending) > workers:
+                    r, fut = pending.pop(0)
+                    collect(r, fut.result())
+            for r, fut in pending:
+                collect(r, fut.result())
+    if bar is not None:
+        bar.close()
+
+    flags[(flags & SEI_TOP) & 0 != 0] |= 0
+    ok = (flags & REJECT_MASK) == 0
+    flag_text, counts = _flag_texts(flags, ok)
+    sei_top = int(((flags & SEI_TOP) != 0).sum())
+    if sei_top:
+        warn.append(f"{sei_top} ramp(s): lateral response above the noise at the top of the profile "
+                    f"(z_max = {S.z_max:g} nm); their SEI thickness is NaN")
+    slope_ratio = np.nanmedian(np.where(ok, per_ramp["contact_slope"], np.nan)) if ok.any() else np.nan
+    _check_invols(ds, per_ramp, ok, S, warn)
+
+    return _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_index, ok, flag_text,
+                     counts, g_interval, e_storage if keep_profiles else None,
+                     e_loss if keep_profiles else None, e_storage, e_loss, forces, warn, phase_info,
+                     potential_source, ci_method, slope_ratio)
+
+
+def derive(results: xr.Dataset, name: str) -> xr.DataArray:
+    """A derived quantity (S_*, G_*, G_abs, viscosity) from results; see :func:`.moduli.derive`."""
+    return moduli.derive(results, name)
+
+
+# ================================================================================================ settings
+def _settings(ds, cal, options, warn) -> Settings:
+    from ..plugins import get_plugin_manager
+
+    units = ds["deflection"].attrs.get("units")
+    if units == "V":
+        scale = cal.require("normal", "invols") * 1e9
+    elif units == "m":
+        scale = 1e9
+    else:
+        raise ModelError(f"deflection has units '{units}', expected V or m")
+    phase = cal.get("lockin", "phase")
+    factor = lateral.force_factor(cal, phase_deg=0.0 if isinstance(phase, str) else None)
+    amplitude = cal.require("lateral", "dither_amplitude")
+    frequency = cal.get("lateral", "dither_frequency")
+    if frequency is None:
+        frequency = math.nan
+        warn.append("[lateral] dither_frequency unknown (and no lockin_frequency in the file): viscosity is NaN")
+    k_lat = None
+    if cal.get("processing", "tip_compliance_correction"):
+        k_lat = cal.require("lateral", "torsional_stiffness") / cal.require("lateral", "tip_length") ** 2
+    z_step = cal.get("processing", "z_step") * 1e9
+    z_max = cal.get("processing", "z_max") * 1e9
+    n_z = int(round(z_max / z_step)) + 1
+    z_max = (n_z - 1) * z_step
+    dwin = cal.get("processing", "derivative_window")
+    window = (DEFAULT_WINDOW if dwin == "auto" else float(dwin)) * 1e9
+    ratio = max(1, int(window / (10 * z_step) + 1e-9))
+    step = ratio * z_step
+    h = max(1, int(round(window / (2 * step))))
+    window = 2 * h * step
+    big_h = h + 1
+    k_top = int(math.ceil(z_max / step - 1e-9))
+    top = (k_top + big_h) * step
+    n_grid = k_top + 2 * big_h + 1
+    pos = (top - np.arange(n_z) * z_step) / step
+    j0 = np.floor(pos + 1e-6).astype(np.int64)
+    w = np.clip(pos - j0, 0.0, 1.0).astype(np.float32)
+    j0 = np.minimum(j0, n_grid - 2)
+    bg = cal.get("processing", "background_region")
+    pm = get_plugin_manager()
+    cm = pm.method("contact", cal.get("processing", "contact_method"))
+    dm = pm.method("derivative", cal.get("processing", "derivative_method"))
+    clip = options.get("clip_level")
+    clip = lateral.clip_level(cal) if clip is None else float(clip)
+    # lock-in time constant: only when the calibration gives it (or the option asks for the file's)
+    tcc = options.get("time_constant_correction")
+    method = "reverse"
+    if isinstance(tcc, str):
+        if tcc not in ("reverse", "inverse", "delay"):
+            raise CalibrationError(f"time_constant_correction = {tcc!r}: True, False, 'reverse', 'inverse' or "
+                                   "'delay'")
+        method, tcc = tcc, True
+    tau = float(cal.get("lockin", "time_constant") or 0.0) if cal.has("lockin", "time_constant") else 0.0
+    slope = int(cal.get("lockin", "filter_slope"))
+    if tcc is True and tau <= 0:
+        tau = float(ds.attrs.get("lockin_time_constant", 0.0) or 0.0)
+        if not cal.has("lockin", "filter_slope") and "lockin_filter_slope" in ds.attrs:
+            slope = int(ds.attrs["lockin_filter_slope"])
+        if tau <= 0:
+            raise CalibrationError("time_constant_correction: no [lockin] time_constant in the calibration "
+                                   "and none recorded in the file")
+    if tcc is False:
+        tau = 0.0
+    dt = None
+    if tau > 0:
+        dt = _sample_interval(ds)
+    intervals = [list(map(float, w_)) for w_ in cal.get("processing", "depth_intervals")]
+    return Settings(
+        deflection_scale=scale, factor=factor, amplitude=amplitude, r_g=cal.get("model", "r_g"),
+        poisson=cal.get("model", "poisson"), frequency=frequency, lateral_stiffness=k_lat,
+        z_step=z_step, z_max=z_max, n_z=n_z, step=step, window=window, top=top, n_grid=n_grid,
+        out_j0=j0, out_w=w, background_region=None if bg == "auto" else float(bg) * 1e9, clip=clip,
+        time_constant=tau, filter_slope=slope, time_constant_method=method, sample_interval=dt, contact=cm,
+        contact_params=cm.resolve(), derivative=dm,
+        derivative_params={k: v for k, v in dm.resolve().items() if k != "window"},
+        keep_forces=bool(options.get("keep_forces")), intervals=intervals)
+
+
+def _sample_interval(ds) -> float:
+    """Sample interval (s) along the ramps: time_in_ramp, else the file's sample_interval/ramp_duration."""
+    if "time_in_ramp" in ds.data_vars:
+        t = np.asarray(ds["time_in_ramp"].isel(ramp=0).values, np.float64)
+        d = np.diff(t[np.isfinite(t)])
+        if d.size and np.median(d) > 0:
+            return float(np.median(d))
+    if "sample_interval" in ds.attrs:
+        return float(ds.attrs["sample_interval"])
+    if "ramp_duration" in ds.attrs:
+        return float(ds.attrs["ramp_duration"]) / (ds.sizes["sample"] - 1)
+    raise CalibrationError("lock-in time-constant correction needs the time along each ramp: a time_in_ramp "
+                           "channel or the file attribute sample_interval / ramp_duration")
+
+
+def _load(sub: xr.Dataset) -> dict:
+    """The chunk's arrays as numpy (loads lazily read files chunk by chunk)."""
+    out = {"piezo": np.asarray(sub["piezo"].values)}
+    for name in ("deflection", "lateral_x", "lateral_y"):
+        a = np.asarray(sub[name].values)
+        out[name] = a if a.dtype == np.float32 else a.astype(np.float32)
+    return out
+
+
+# ================================================================================================ one chunk
+def _orient(a, reverse, length, m):
+    """Rows of ``a`` with ``reverse`` are reversed within their first ``length`` samples (in place)."""
+    rows = np.flatnonzero(reverse)
+    if not rows.size:
+        return a
+    full = rows[length[rows] == m]
+    if full.size:
+        a[full] = a[full, ::-1]
+    part = rows[length[rows] < m]
+    if part.size:
+        j = np.arange(m)[None, :]
+        ln = length[part][:, None]
+        idx = np.where(j < ln, ln - 1 - j, j)
+        a[part] = np.take_along_axis(a[part], idx, 1)
+    return a
+
+
+def _ffill(a, valid):
+    """Replace invalid entries by the previous valid one (the first valid one at the start); in place."""
+    n, m = a.shape
+    idx = np.where(valid, np.arange(m)[None, :], -1)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    first = np.argmax(valid, axis=1)
+    idx = np.where(idx < 0, first[:, None], idx)
+    return np.take_along_axis(a, idx, 1)
+
+
+def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
+    """Process the ramps of one chunk (see the module docstring)."""
+    piezo = arr["piezo"]
+    defl, lx, ly = arr["deflection"], arr["lateral_x"], arr["lateral_y"]
+    n, m = piezo.shape
+    flags = np.zeros(n, np.int64)
+    j = np.arange(m)[None, :]
+
+    # ---- valid length, NaN and clipping (cheap row tests first)
+    fin_p = np.isfinite(piezo)
+    length = np.where(fin_p.any(1), m - np.argmax(fin_p[:, ::-1], axis=1), 0)
+    row_nan = ~np.isfinite(piezo.sum(1) + defl.sum(1) + lx.sum(1) + ly.sum(1))
+    amax = np.fmax(np.fmax.reduce(np.abs(lx), axis=1), np.fmax.reduce(np.abs(ly), axis=1))
+    row_clip = amax >= S.clip
+    special = row_nan | row_clip | (length < m)
+    valid_d = valid_l = None
+    if special.any():
+        inlen = j < length[:, None]
+        valid_d = fin_p & np.isfinite(defl) & inlen
+        valid_l = np.isfinite(lx) & np.isfinite(ly) & inlen
+        nan_in = (inlen & ~(valid_d & valid_l)).any(1)
+        flags[nan_in] |= NAN_WARN
+        if row_clip.any():
+            with np.errstate(invalid="ignore"):
+                clipped = (np.abs(lx) >= S.clip) | (np.abs(ly) >= S.clip)
+            valid_l &= ~clipped
+    too_short = length < 32
+    if valid_d is not None:
+        too_short |= valid_d.sum(1) < 32
+    flags[too_short] |= NAN_REJECT
+
+    # ---- lock-in output filter (time order, before reversing)
+    if S.time_constant > 0:
+        lx, ly = _undo_filter(lx, ly, valid_l, S)
+        if valid_l is not None:
+            # samples within 10 tau after a gap carry the inverse filter's transient
+            span = int(math.ceil(10 * S.time_constant / S.sample_interval))
+            bad = ~valid_l
+            spread = bad.copy()
+            for s in range(1, span + 1):
+                spread[:, s:] |= bad[:, :-s]
+            valid_l = valid_l & ~spread
+
+    # ---- orientation: every row from the far end to the surface
+    rows_n = np.arange(n)
+    first_idx = np.argmax(fin_p, axis=1)
+    p_first = piezo[rows_n, first_idx]
+    p_last = piezo[rows_n, np.maximum(length - 1, 0)]
+    reverse = p_first < p_last
+    ref = np.where(np.isfinite(p_first), p_first, 0.0)
+    x = ((piezo - ref[:, None]) * 1e9).astype(np.float32)
+    y = defl * np.float32(S.deflection_scale)
+    X = lx.astype(np.float32, copy=True)
+    Y = ly.astype(np.float32, copy=True)
+    if reverse.any():
+        for a in (x, y, X, Y):
+            _orient(a, reverse, length, m)
+        if valid_d is not None:
+            _orient(valid_d, reverse, length, m)
+            _orient(valid_l, reverse, length, m)
+
+    # ---- contact point
+    res = _contact(x, y, valid_d, special & ~too_short, S)
+    flags |= res["flags"]
+    flags[too_short] &= ~(1 | 2 | 4)
+    xs = res["position"]
+    bslope, boff = res["baseline_slope"], res["baseline_offset"]
+    bad_contact = ~np.isfinite(xs)
+    flags[bad_contact & ((flags & REJECT_MASK) == 0)] |= 2
+    xs_f = np.where(np.isfinite(xs), xs, 0.0).astype(np.float32)
+
+    # ---- depth z_p (nm) and the contact index (by position)
+    z = (x - xs_f[:, None]) + (y - (boff.astype(np.float32)[:, None] + bslope.astype(np.float32)[:, None] * x))
+    noise = res["noise"]
+    thr = np.maximum(0.5 * noise, 0.01).astype(np.float32)
+    # distance to the constant-compliance line (positive in the layer beyond the intersection, 0 on the
+    # line): hard contact begins where its 4-sample mean falls to half a noise standard deviation
+    cs32 = res["contact_slope"].astype(np.float32)[:, None]
+    gap = (res["contact_offset"].astype(np.float32)[:, None] + cs32 * x - y) / \
+        (bslope.astype(np.float32)[:, None] - cs32)
+    run = gap[:, :-3] + gap[:, 1:-2] + gap[:, 2:-1] + gap[:, 3:]
+    reach = (run <= 4 * thr[:, None]) & (x[:, :-3] < xs_f[:, None])
+    has = reach.any(1)
+    cidx = np.where(has, np.argmax(reach, axis=1), res["contact_start"])
+    cidx = np.minimum(cidx, res["contact_start"] + 8)
+    hi = np.maximum(cidx - 1, 0)  # one sample of margin before the hard contact
+    # profile starts one sample above the internal grid's top
+    above = (x - xs_f[:, None]) > np.float32(S.top + 1.0)
+    lo = np.maximum(above.sum(1) - 1, 0)
+    lo = np.minimum(lo, hi)
+
+    # ---- lateral: validity in the profile, clipping, background
+    if valid_l is not None:
+        bad_l = ~valid_l
+        bad_d = ~valid_d
+        in_prof = (j >= lo[:, None]) & (j < hi[:, None])
+        # clipped samples just before the contact (at most 3): hard-contact onset, trimmed
+        tail = np.zeros(n, np.int64)
+        for s in range(1, 4):
+            col = np.clip(hi - s, 0, m - 1)
+            still = bad_l[rows_n, col] & (tail == s - 1) & (hi - s >= lo)
+            tail = np.where(still, s, tail)
+        hi = hi - tail
+        in_prof = (j >= lo[:, None]) & (j < hi[:, None])
+        nan_prof = (in_prof & (bad_d | ~(np.isfinite(X) & np.isfinite(Y)))).any(1)
+        clip_prof = (in_prof & bad_l & np.isfinite(X) & np.isfinite(Y)).any(1)
+        flags[nan_prof] |= NAN_REJECT
+        flags[clip_prof] |= CLIP_REJECT
+    free_end = res["free_end"]
+    if S.background_region is None:
+        i_bg = free_end // 2
+    else:
+        x_rise = np.take_along_axis(x, np.clip(free_end, 0, m - 1)[:, None], 1)[:, 0]
+        i_bg = (x - x_rise[:, None] > np.float32(S.background_region)).sum(1)
+        i_bg = np.minimum(i_bg, free_end)
+    wbg = j < i_bg[:, None]
+    if valid_l is not None:
+        wbg = wbg & valid_l
+        X = np.where(valid_l, X, 0.0).astype(np.float32)
+        Y = np.where(valid_l, Y, 0.0).astype(np.float32)
+    bg = _background(X, Y, wbg)
+    nbg = bg["n"]
+    few_bg = nbg < MIN_BACKGROUND
+    flags[few_bg & row_clip & ((flags & REJECT_MASK) == 0)] |= CLIP_REJECT
+    flags[few_bg & ((flags & REJECT_MASK) == 0)] |= 1
+    if valid_l is not None:
+        clip_bg = (j < i_bg[:, None]) & ~valid_l & np.isfinite(lx if not reverse.any() else X)
+        flags[(clip_bg.any(1)) & row_clip] |= CLIP_WARN
+    short = (hi - lo) < 2
+    flags[short & ((flags & REJECT_MASK) == 0)] |= NO_PROFILE
+
+    # ---- resample, differentiate, moduli (only the ramps still accepted)
+    ok = (flags & REJECT_MASK) == 0
+    E = np.full((n, S.n_z), np.nan, np.complex64)
+    F = np.full((n, S.n_z), np.nan, np.complex64) if S.keep_forces else None
+    sei = np.full(n, np.nan)
+    slope_out = np.full((n, S.n_grid), np.nan, np.complex64) if want_slope else None
+    rows_ok = np.flatnonzero(ok)
+    if rows_ok.size:
+        sel = rows_ok if rows_ok.size < n else slice(None)
+        U = np.empty((len(rows_ok), m), np.complex64)
+        U.real = X[sel] - bg["x"][sel, None]
+        U.imag = Y[sel] - bg["y"][sel, None]
+        grid = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid)
+        d = S.derivative.function(grid, S.step, S.window, **S.derivative_params)
+        if want_slope:
+            slope_out[sel] = -d
+        force = grid * np.complex64(S.factor) if (S.lateral_stiffness or S.keep_forces) else None
+        e_int = moduli.modulus(d * np.complex64(-1e9), force, S.factor, S.r_g, S.amplitude, S.lateral_stiffness)
+        e_out = _to_output(e_int, S)
+        E[sel] = e_out
+        if F is not None:
+            F[sel] = _to_output(force, S)
+        t_nm, at_top = thickness.sei_thickness(grid, bg["sigma"][sel], S.top, S.step)
+        sei[sel] = t_nm * 1e-9
+        flags[rows_ok[at_top]] |= SEI_TOP
+        empty = ~np.isfinite(e_out.real).any(1)
+        flags[rows_ok[empty]] |= NO_PROFILE
+        E[rows_ok[empty]] = np.nan
+
+    # ---- back to the file's units and sample order
+    ok = (flags & REJECT_MASK) == 0
+    scale = S.deflection_scale
+    cs, co = res["contact_slope"], res["contact_offset"]
+    out = {
+        "contact_position": np.where(np.isfinite(xs), xs * 1e-9 + ref, np.nan),
+        "contact_uncertainty": res["uncertainty"] * 1e-9,
+        "baseline_slope": bslope * 1e9 / scale,
+        "baseline_offset": (boff - bslope * ref * 1e9) / scale,
+        "contact_slope": cs * 1e9 / scale,
+        "contact_offset": (co - cs * ref * 1e9) / scale,
+        "deflection_noise": noise * 1e-9,
+        "lateral_noise": bg["sigma"],
+        "contact_index": np.where(reverse, length - 1 - cidx, cidx),
+        "sei_thickness": np.where(ok, sei, np.nan),
+        "flags": flags,
+        "E": np.where(ok[:, None], E, np.nan),
+    }
+    if F is not None:
+        out["F"] = F
+    if want_slope:
+        out["slope"] = slope_out
+    return out
+
+
+def _contact(x, y, valid, weighted_rows, S):
+    """Run the contact method, with weights only for the rows that need them."""
+    fn, params = S.contact.function, S.contact_params
+    n = x.shape[0]
+    if valid is None or not weighted_rows.any():
+        return fn(x, y, None, **params)
+    rows_w = np.flatnonzero(weighted_rows)
+    rows_f = np.flatnonzero(~weighted_rows)
+    xw = _ffill(x[rows_w], np.isfinite(x[rows_w]))
+    yw = _ffill(y[rows_w], valid[rows_w])
+    res_w = fn(xw, yw, valid[rows_w].astype(np.float32), **params)
+    res_f = fn(x[rows_f], y[rows_f], None, **params) if rows_f.size else None
+    out = {}
+    for k, v in res_w.items():
+        arr = np.empty(n, dtype=v.dtype)
+        arr[rows_w] = v
+        if res_f is not None:
+            arr[rows_f] = res_f[k]
+        out[k] = arr
+    return out
+
+
+def _background(X, Y, w):
+    """Mean and noise of X, Y over the weighted samples (centred on the first sample for precision)."""
+    wf = w.astype(np.float32)
+    n = wf.sum(1)
+    x0 = X[:, :1]
+    y0 = Y[:, :1]
+    xc = (X - x0) * wf
+    yc = (Y - y0) * wf
+    sx = xc.sum(1, dtype=np.float64)
+    sy = yc.sum(1, dtype=np.float64)
+    sxx = np.einsum("ij,ij->i", xc, xc, dtype=np.float64)
+    syy = np.einsum("ij,ij->i", yc, yc, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = sx / n, sy / n
+        vx = (sxx - sx * mx) / (n - 1)
+        vy = (syy - sy * my) / (n - 1)
+    sigma = np.sqrt(np.maximum(0.5 * (vx + vy), 0.0))
+    return {"x": (mx + x0[:, 0]).astype(np.float32), "y": (my + y0[:, 0]).astype(np.float32),
+            "sigma": sigma, "n": n}
+
+
+def _undo_filter(lx, ly, valid, S):
+    lx = np.asarray(lx, np.float64)
+    ly = np.asarray(ly, np.float64)
+    if valid is not None:
+        lx = np.where(np.isfinite(lx), lx, 0.0)
+        ly = np.where(np.isfinite(ly), ly, 0.0)
+    dt = S.sample_interval
+    fx = moduli.undo_output_filter(lx, dt, S.time_constant, S.filter_slope, S.time_constant_method)
+    fy = moduli.undo_output_filter(ly, dt, S.time_constant, S.filter_slope, S.time_constant_method)
+    fx, fy = fx.astype(np.float32), fy.astype(np.float32)
+    return fx, fy
+
+
+def _to_output(a, S):
+    """Internal (falling) grid → the results' grid (rising z, step z_step) by linear interpolation."""
+    w = S.out_w
+    a0 = np.take(a, S.out_j0, axis=1)
+    exact = w == 0
+    if exact.all():
+        return a0
+    a1 = np.take(a, S.out_j0 + 1, axis=1)
+    out = a0 * (1 - w) + a1 * w
+    out[:, exact] = a0[:, exact]
+    return out
+
+
+# ================================================================================================ results
+def _flag_texts(flags, ok):
+    n = len(flags)
+    text = np.full(n, "", dtype=object)
+    counts_flag = {}
+    counts_reject = {}
+    for f in np.unique(flags):
+        if f == 0:
+            continue
+        names = {REASONS[b] for b in REASONS if f & b}
+        t = "; ".join(r for r in REASON_ORDER if r in names)
+        sel = flags == f
+        text[sel] = t
+        for r in names:
+            counts_flag[r] = counts_flag.get(r, 0) + int(sel.sum())
+            counts_reject[r] = counts_reject.get(r, 0) + int((sel & ~ok).sum())
+    counts = {"read": int(n), "accepted": int(ok.sum()), "rejected": int((~ok).sum()),
+              "flagged": {r: counts_flag[r] for r in REASON_ORDER if r in counts_flag},
+              "rejected_by_reason": {r: counts_reject[r] for r in REASON_ORDER if counts_reject.get(r)}}
+    return text, counts
+
+
+def _check_invols(ds, per_ramp, ok, S, warn):
+    """Warn when the constant-compliance slope is not -1 m/m (InvOLS inconsistent with the data)."""
+    if not ok.any():
+        return
+    s = (per_ramp["contact_slope"] - per_ramp["baseline_slope"])[ok] * S.deflection_scale * 1e-9
+    med = float(np.nanmedian(s))
+    if math.isfinite(med) and abs(-med - 1) > 0.1:
+        warn.append(f"the constant-compliance slope is {-med:.3f} m/m instead of 1 (median over accepted "
+                    "ramps): InvOLS may be off by that factor; depths in soft layers scale with it")
+
+
+def _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_index, ok, flag_text, counts,
+              g_interval, e_storage_out, e_loss_out, e_storage, e_loss, forces, warn, phase_info,
+              potential_source, ci_method, slope_ratio):
+    n = len(ok)
+    z = np.arange(S.n_z) * S.z_step * 1e-9
+    ramp_coords = {}
+    for c in ("x", "y", "time", "potential", "source", "index", "direction"):
+        if c in coords:
+            attrs = dict(ds[c].attrs) if c in ds.coords else {}
+            if c == "potential":
+                attrs.setdefault("units", "V")
+            ramp_coords[c] = ("ramp", coords[c], attrs)
+    labels_int = statistics.interval_labels(S.intervals)
+    out = {
+        "contact_position": ("ramp", per_ramp["contact_position"],
+                             {"units": "m", "long_name": "contact point d_contact (two-line intersection, piezo "
+                                                         "coordinate)"}),
+        "contact_uncertainty": ("ramp", per_ramp["contact_uncertainty"], {"units": "m", "long_name": "1 sigma"}),
+        "ok": ("ramp", ok, {"long_name": "ramp accepted"}),
+        "flag": ("ramp", flag_text, {"long_name": "reasons (rejected when ok is false, warnings otherwise)"}),
+        "sei_thickness": ("ramp", per_ramp["sei_thickness"],
+                          {"units": "m", "long_name": "SEI thickness (lateral response above the background)"}),
+        "baseline_slope": ("ramp", per_ramp["baseline_slope"],
+                           {"units": f"{ds['deflection'].attrs.get('units')}/m",
+                            "long_name": "fitted baseline: deflection = baseline_offset + baseline_slope * piezo"}),
+        "baseline_offset": ("ramp", per_ramp["baseline_offset"], {"units": ds["deflection"].attrs.get("units")}),
+        "contact_slope": ("ramp", per_ramp["contact_slope"],
+                          {"units": f"{ds['deflection'].attrs.get('units')}/m",
+                           "long_name": "constant-compliance line: deflection = contact_offset + contact_slope * "
+                                        "piezo"}),
+        "contact_offset": ("ramp", per_ramp["contact_offset"], {"units": ds["deflection"].attrs.get("units")}),
+        "contact_index": ("ramp", contact_index,
+                          {"long_name": "sample (file order) where hard contact begins (approach) / ends "
+                                        "(retract); samples beyond it are not used for the profile"}),
+        "deflection_noise": ("ramp", per_ramp["deflection_noise"], {"units": "m", "long_name": "per sample, rms"}),
+        "G_abs_interval": (("ramp", "interval"), g_interval,
+                           {"units": "Pa", "long_name": "mean |G*| of each ramp over each depth interval"}),
+    }
+    if e_storage_out is not None:
+        out["E_storage"] = (("ramp", "z"), e_storage_out, {"units": "Pa", "long_name": "storage modulus E'"})
+        out["E_loss"] = (("ramp", "z"), e_loss_out, {"units": "Pa", "long_name": "loss modulus E''"})
+    if forces is not None:
+        out["F_storage"] = (("ramp", "z"), forces.real.astype(np.float32),
+                            {"units": "N", "long_name": "lateral force F' (background removed)"})
+        out["F_loss"] = (("ramp", "z"), forces.imag.astype(np.float32),
+                         {"units": "N", "long_name": "lateral force F'' (background removed)"})
+    crd = dict(ramp_coords)
+    crd["z"] = ("z", z, {"units": "m", "long_name": "tip-electrode distance z_p"})
+    crd["interval"] = ("interval", np.array(labels_int, dtype=object))
+    crd["interval_low"] = ("interval", np.array([w[0] for w in S.intervals]), {"units": "m"})
+    crd["interval_high"] = ("interval", np.array([w[1] for w in S.intervals]), {"units": "m"})
+    shear = moduli.shear_factor(S.poisson)
+    omega = 2 * math.pi * S.frequency
+    window_labels = []
+    if grouping is not None:
+        member = grouping["member"] & ok[None, :]
+        window_labels = list(grouping["labels"])
+        crd["window"] = ("window", np.array(window_labels, dtype=object))
+        crd["window_low"] = ("window", grouping["low"], {"units": "V" if grouping["key"] == "potential" else ""})
+        crd["window_high"] = ("window", grouping["high"], {"units": "V" if grouping["key"] == "potential" else ""})
+        if ci_method == "bootstrap":
+            seed = int(options.get("seed") or 0)
+            nb = int(options.get("bootstrap_samples") or 1000)
+            gabs = np.hypot(e_storage.astype(np.float64), e_loss) * shear
+            stats_e = {
+                "E_storage": statistics.bootstrap_interval(e_storage, member, nb, seed=seed),
+                "E_loss": statistics.bootstrap_interval(e_loss, member, nb, seed=seed + 1),
+                "G_abs": statistics.bootstrap_interval(gabs, member, nb, seed=seed + 2),
+            }
+        else:
+            stats_e = {q: acc.t_stats(q) for q in ("E_storage", "E_loss", "G_abs")}
+        derived = {
+            "E_storage": (stats_e["E_storage"], 1.0, "Pa"), "E_loss": (stats_e["E_loss"], 1.0, "Pa"),
+            "G_storage": (stats_e["E_storage"], shear, "Pa"), "G_loss": (stats_e["E_loss"], shear, "Pa"),
+            "G_abs": (stats_e["G_abs"], 1.0, "Pa"), "viscosity": (stats_e["E_loss"], shear / omega, "Pa s"),
+        }
+        for q, ((mean, lo, hi, cnt), k, unit) in derived.items():
+            out[f"{q}_mean"] = (("window", "z"), mean * k, {"units": unit, "long_name": f"window mean of {q}"})
+            out[f"{q}_ci_low"] = (("window", "z"), lo * k, {"units": unit, "long_name": f"95 % CI of the mean of {q}"})
+            out[f"{q}_ci_high"] = (("window", "z"), hi * k, {"units": unit})
+            out[f"{q}_n"] = (("window", "z"), cnt.astype(np.int64), {"long_name": "ramps contributing"})
+        sei = per_ramp["sei_thickness"]
+        if ci_method == "bootstrap":
+            m_, l_, h_, c_ = statistics.bootstrap_interval(sei, member, int(options.get("bootstrap_samples") or 1000),
+                                                           seed=int(options.get("seed") or 0) + 3)
+            m_, l_, h_, c_ = m_[:, 0], l_[:, 0], h_[:, 0], c_[:, 0]
+        else:
+            fin = np.isfinite(sei)
+            hm = member.astype(np.float64)
+            s0 = np.where(fin, sei, 0.0)
+            m_, l_, h_, c_ = statistics.t_interval(hm @ fin, hm @ s0, hm @ (s0 * s0))
+        out["sei_thickness_mean"] = ("window", m_, {"units": "m"})
+        out["sei_thickness_ci_low"] = ("window", l_, {"units": "m"})
+        out["sei_thickness_ci_high"] = ("window", h_, {"units": "m"})
+        out["sei_thickness_n"] = ("window", c_.astype(np.int64), {})
+        g, dens, bw = acc.density()
+        crd["g"] = ("g", g, {"units": "log10(Pa)", "long_name": "log10 |G*|"})
+        out["G_abs_kde"] = (("window", "z", "g"), dens,
+                            {"units": "1/log10(Pa)", "long_name": "kernel density of log10 |G*| per window and depth",
+                             "bandwidth": "Scott 1.06 sd n^-1/5, binned Gaussian KDE"})
+        empty = [lab for lab, c in zip(window_labels, member.sum(1)) if c == 0]
+        if empty:
+            warn.append(f"window(s) with no accepted ramp: {', '.join(empty)}")
+    res = xr.Dataset(out, coords=crd)
+    attrs = {
+        "nrm_version": __version__,
+        "title": "1D-NRM results",
+        "calibration": cal.to_toml(with_defaults=True),
+        "calibration_sources": dict(cal.sources),
+        "warnings": list(warn),
+        "counts": counts,
+        "source_files": list(options.get("source_files") or _sources(ds)),
+        "r_g": float(S.r_g),
+        "poisson": float(S.poisson),
+        "dither_frequency": float(S.frequency),
+        "dither_amplitude": float(S.amplitude),
+        "window_labels": window_labels,
+        "group_by": grouping["key"] if grouping is not None else "",
+        "ci_method": ci_method,
+        "contact_method": S.contact.name,
+        "derivative_method": S.derivative.name,
+        "derivative_window": S.window * 1e-9,
+        "tip_compliance_correction": bool(S.lateral_stiffness),
+        "time_constant_correction": (f"{S.time_constant_method}, tau = {S.time_constant:g} s, "
+                                     f"{S.filter_slope} dB/oct" if S.time_constant > 0 else "none"),
+        "potential_source": potential_source,
+        "profiles": "kept" if e_storage_out is not None else "omitted",
+        "sei_thickness_criterion": f"|F* - background| > {thickness.THRESHOLD} sigma over "
+                                   f"{thickness.PERSISTENCE * 1e9:g} nm, extrapolated to zero",
+        **phase_info,
+    }
+    res.attrs = attrs
+    return res
+
+
+def _sources(ds):
+    if "source" in ds.coords:
+        vals = [v for v in dict.fromkeys(np.asarray(ds["source"].values).astype(str).tolist()) if v]
+        if len(vals) <= 100:
+            return vals
+    src = ds.attrs.get("source_file")
+    return [str(src)] if src else []
