@@ -99,7 +99,8 @@ def run(args) -> int:
             steps["report"] = Path(report(results, out / "report", model=model, progress=True))
     elapsed = time.perf_counter() - started
 
-    print(f"nrm demo: simulated operando experiment, {sim.n_ramps} ramps, in {elapsed:.1f} s")
+    print(f"nrm demo: {sim.n_ramps} simulated ramps ({nx}x{ny} locations x {len(sim.windows)} potential windows), "
+          f"done in {elapsed:.1f} s")
     for key, path in steps.items():
         print(f"  {key:<12} {path}")
     print()
