@@ -257,6 +257,23 @@ def test_output_filter_lag_and_partial_filtering():
     np.testing.assert_allclose(partial, full, rtol=0, atol=1e-14)
 
 
+def test_lateral_outputs_equal_the_fully_filtered_ideal_force():
+    """Approach and retract ramps with a time constant: the outputs equal the whole-ramp filter of the
+    noise-free force (the generator filters only the part of each ramp that changes)."""
+    sim = simulate("realistic", nx=3, ny=3, n_samples=512, seed=4, direction="both", output_noise=0.0,
+                   time_constant=3e-3, filter_slope=24)
+    p = sim.params
+    ideal = sim.ideal()
+    force = ideal.F_storage.values + 1j * ideal.F_loss.values \
+        + (sim.truth.background_storage.values + 1j * sim.truth.background_loss.values)[:, None]
+    u = force * lockin.rotation(p) * p.tip_length / (p.torsional_stiffness * p.torsion_sensitivity)
+    dt = sim.ramp_duration / (sim.n_samples - 1)
+    x = np.clip(lockin.output_filter(u.real + p.offset[0], dt, p.time_constant, 24), -10.5, 10.5)
+    y = np.clip(lockin.output_filter(u.imag + p.offset[1], dt, p.time_constant, 24), -10.5, 10.5)
+    np.testing.assert_allclose(sim.model.lateral_x.values, x, rtol=1e-6, atol=2e-6)
+    np.testing.assert_allclose(sim.model.lateral_y.values, y, rtol=1e-6, atol=2e-6)
+
+
 def test_time_constant_delays_the_lateral_signal():
     base = dict(nx=3, ny=3, n_samples=1024, seed=2, output_noise=0.0)
     fast = simulate("clean", **base)
