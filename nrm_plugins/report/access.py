@@ -34,6 +34,15 @@ class Window:
     lo: float
     hi: float
 
+    @property
+    def short(self) -> str:
+        """The label for figures: bounds to 4 significant digits when the stored label is longer (tables keep
+        the full label)."""
+        if len(self.label) <= 14 or not (np.isfinite(self.lo) and np.isfinite(self.hi)):
+            return self.label if len(self.label) <= 24 else self.label[:22] + "…"
+        unit = re.sub(r"^.*?([A-Za-z]*)\s*$", r"\1", self.label)
+        return f"{self.lo:.4g}-{self.hi:.4g}{unit}"
+
 
 def calibration_table(results: xr.Dataset) -> dict:
     """The resolved calibration stored as TOML text in ``attrs['calibration']`` (empty dict when absent)."""

@@ -22,16 +22,16 @@ PANEL_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def _letter(ax, i):
-    ax.text(-0.02, 1.02, PANEL_LETTERS[i % 26], transform=ax.transAxes, ha="right", va="bottom",
+    ax.text(-0.04, 1.02, PANEL_LETTERS[i % 26], transform=ax.transAxes, ha="right", va="bottom",
             fontweight="bold", fontsize=9)
 
 
 def _window_legend_label(w: access.Window, n_max: int) -> str:
     if n_max == 0:
-        return f"{w.label} (no ramps)"
+        return f"{w.short} (no ramps)"
     if n_max == 1:
-        return f"{w.label} (n = 1, no CI)"
-    return f"{w.label} (n = {n_max})"
+        return f"{w.short} (n = 1, no CI)"
+    return f"{w.short} (n = {n_max})"
 
 
 def _first_stretch(mask: np.ndarray, z: np.ndarray, bridge: float = 1e-9) -> np.ndarray:
@@ -180,7 +180,7 @@ def kde_figure(results: xr.Dataset, z_limit=None) -> Figure:
         image = None
         for i, (ax, w) in enumerate(zip(axes, wins)):
             n = counts[w.index]["profile_n_max"] if counts else 0
-            ax.set_title(f"{w.label}  (n = {n})" if n else w.label)
+            ax.set_title(f"{w.short}  (n = {n})" if n else w.short)
             data = density[w.index]
             if n == 0 or not np.isfinite(data).any():
                 ax.set_xlim(0, z_limit)
@@ -267,7 +267,7 @@ def violin_figure(results: xr.Dataset) -> Figure:
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=6,
                             color="0.3")
             ax.set_xticks(range(len(groups)))
-            ax.set_xticklabels([w.label if w is not None else "all" for w, _ in groups], rotation=30, ha="right")
+            ax.set_xticklabels([w.short if w is not None else "all" for w, _ in groups], rotation=30, ha="right")
             ax.set_xlim(-0.6, len(groups) - 0.4)
             ax.tick_params(axis="x", which="both", top=False)
             _letter(ax, i)
@@ -312,7 +312,7 @@ def _regular_grid(x, y):
 
 def map_figure(results: xr.Dataset, quantity: str = "contact_position") -> Figure:
     """Map over x, y of the per-ramp ``contact_position`` (relative to the median of all accepted ramps) or
-    ``sei_thickness`` of accepted ramps: one panel per window (all ramps when there are no windows); where
+    ``sei_thickness`` of accepted ramps (n in the title): one panel per window (all ramps without windows); where
     several ramps share a location (approach and retract, repeated passes) the panel shows their mean.
     A regular grid is drawn as an image (grey: no accepted ramp), other layouts as points."""
     wins = access.windows(results)
@@ -328,7 +328,7 @@ def map_figure(results: xr.Dataset, quantity: str = "contact_position") -> Figur
         v = v - centre
         label = f"contact position − median (nm)\nmedian = {centre / 1e3:.4g} µm"
     member = access.membership(results)
-    groups = [(w.label, member[w.index]) for w in wins] or [("all ramps", np.ones_like(ok))]
+    groups = [(w.short, member[w.index]) for w in wins] or [("all ramps", np.ones_like(ok))]
     fig = new_figure(FULL_WIDTH, 2.4 if len(groups) <= 4 else 4.6)
     with publication_style():
         axes = panel_grid(fig, len(groups), max_columns=4, sharex=True, sharey=True)
@@ -345,7 +345,7 @@ def map_figure(results: xr.Dataset, quantity: str = "contact_position") -> Figur
         grid_all = _regular_grid(*_location_means(x[located], y[located], v[located])[:2])
         for i, (ax, (name, inside)) in enumerate(zip(axes, groups)):
             sel = inside & located
-            ax.set_title(f"{name}  ({int((sel & ok).sum())} accepted)")
+            ax.set_title(f"{name}  (n = {int((sel & ok).sum())})")
             ax.set_aspect("equal", adjustable="box" if grid_all is not None else "datalim")
             _letter(ax, i)
             if not sel.any():
@@ -413,7 +413,7 @@ def cv_figure(results: xr.Dataset) -> Figure:
                        rasterized=True)
         for w, colour in zip(wins, colours):
             sel = member[w.index] & ok
-            ax.scatter(xt[sel], u[sel], s=3, color=colour, linewidths=0, label=f"{w.label} ({int(sel.sum())})",
+            ax.scatter(xt[sel], u[sel], s=3, color=colour, linewidths=0, label=f"{w.short} ({int(sel.sum())})",
                        rasterized=True)
         if not wins:
             ax.scatter(xt[ok], u[ok], s=3, color=OKABE_ITO[0], linewidths=0, label="accepted", rasterized=True)
