@@ -148,10 +148,11 @@ def grid_profiles(z_step: float, n_z: int, top, width, *moduli_steps):
         phi = special.ndtr((top[:, k, None] - j * z_step) / width[:, k, None])
         r, jj = np.nonzero(inside)
         for acc, local, d in zip(steps_part, near, moduli_steps):
-            acc[:, 0] += d[:, k]
-            acc[rows, np.clip(first, 0, n_z)] -= d[:, k]
+            acc[rows, np.clip(first, 0, n_z)] += d[:, k]
             local[r, j[r, jj]] += (d[:, k, None] * phi)[r, jj]
-    return [np.cumsum(acc, axis=1)[:, :n_z] + local for acc, local in zip(steps_part, near)]
+    # Φ = 1 at index i < first_k: the sum of ΔE_k over the boundaries whose window starts above i
+    # (a reverse cumulative sum, so that it is exactly 0 above the last window)
+    return [np.cumsum(acc[:, ::-1], axis=1)[:, ::-1][:, 1:] + local for acc, local in zip(steps_part, near)]
 
 
 def mean_profile(params: Parameters, potential, z_step: float, n_z: int):
