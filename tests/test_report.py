@@ -452,7 +452,18 @@ def test_flagged_ramps_are_capped(tmp_path):
     html = nrm.report(results, tmp_path, model=model, max_flagged=2, sample=4, formats=("png",), dpi=50)
     text = html.read_text(encoding="utf-8")
     assert f"{results.sizes['ramp'] - 2} more flagged ramps are not drawn" in text
-    assert "flagged ramps 1–2 of 7" in text
+    assert "flagged ramps 1–2 of the 2 drawn (7 flagged)" in text
+
+
+def test_flagged_ramps_drawn_take_every_reason_in_turn():
+    from nrm_plugins.report import choose_flagged
+
+    ok = np.array([False] * 6 + [True] * 4)
+    flag = np.array(["no contact: a"] * 5 + ["clipped: b"] + ["", "", "noisy: c", "noisy: d"])
+    flagged, drawn = choose_flagged(ok, flag, 4)
+    assert list(flagged) == [0, 1, 2, 3, 4, 5, 8, 9]
+    assert list(drawn) == [0, 1, 5, 8]  # no contact, clipped, noisy, then no contact again
+    assert list(choose_flagged(ok, flag, 20)[1]) == list(flagged)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

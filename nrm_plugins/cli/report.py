@@ -18,8 +18,8 @@ def add_parser(sub, common):
     p.add_argument("--no-data", action="store_true", help="do not open any raw data (no diagnostics drawn)")
     p.add_argument("--sample", type=int, default=4, metavar="N",
                    help="accepted ramps drawn in the diagnostics (default 4)")
-    p.add_argument("--max-flagged", type=int, default=50, metavar="N",
-                   help="most flagged ramps drawn in the diagnostics (default 50)")
+    p.add_argument("--max-flagged", type=int, default=30, metavar="N",
+                   help="most flagged ramps drawn in the diagnostics, each flag reason in turn (default 30)")
     p.add_argument("--formats", default="png,pdf", metavar="LIST",
                    help="figure file formats, comma separated (default png,pdf; the page embeds PNG)")
     p.add_argument("--dpi", type=int, default=200, help="PNG resolution (default 200)")

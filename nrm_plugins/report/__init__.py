@@ -48,7 +48,7 @@ def _open_results(results) -> xr.Dataset:
 
 
 def report(results, outdir, *, model=None, data=None, reopen: bool = True, sample: int = 4,
-           max_flagged: int = 50, formats=("png", "pdf"), dpi: int = 200, progress=None, layer_options=None,
+           max_flagged: int = 30, formats=("png", "pdf"), dpi: int = 200, progress=None, layer_options=None,
            title: str = "1D-NRM report") -> Path:
     """Write the report of ``results`` (Dataset or path to results.nc/.zarr) into ``outdir``; returns the HTML path.
 
@@ -56,7 +56,8 @@ def report(results, outdir, *, model=None, data=None, reopen: bool = True, sampl
     :param data: paths of the raw data files instead of ``model``
     :param reopen: without ``model``/``data``, reopen the results' ``source_files`` when they exist
     :param sample: accepted ramps drawn in the diagnostics (evenly spread over the accepted ramps)
-    :param max_flagged: most flagged ramps drawn (rejected first); the report says how many more there are
+    :param max_flagged: most flagged ramps drawn (each reason in turn, rejected first); the page says how many
+        more there are (every flag is in tables/ramps.csv)
     :param formats: file formats of each figure (the HTML embeds the PNG)
     :param dpi: resolution of the PNG files
     :param progress: ``True`` (lines on stderr) or a callable taking a text
@@ -131,6 +132,30 @@ def report(results, outdir, *, model=None, data=None, reopen: bool = True, sampl
     return html_path
 
 
+def choose_flagged(ok, flag, limit: int):
+    """(all flagged ramps, the ones to draw): rejected ramps, then accepted ones with a warning; at most
+    ``limit`` drawn, taken in turn from each reason (the text before the first ':') so that every reason is
+    shown, in ramp order within a reason."""
+    ok = np.asarray(ok, bool)
+    flag = np.asarray(flag).astype(str)
+    flagged = np.concatenate([np.flatnonzero(~ok), np.flatnonzero(ok & (flag != ""))])
+    if flagged.size <= limit:
+        return flagged, flagged
+    reasons = {}
+    for i in flagged:
+        reasons.setdefault((bool(ok[i]), flag[i].split(":", 1)[0].strip()), []).append(i)
+    queues = [reasons[k] for k in sorted(reasons, key=lambda k: k[0])]  # rejected reasons first
+    drawn = []
+    depth = 0
+    while len(drawn) < limit:
+        for q in queues:
+            if depth < len(q) and len(drawn) < limit:
+                drawn.append(q[depth])
+        depth += 1
+    order = {r: k for k, r in enumerate(flagged)}
+    return flagged, np.array(sorted(drawn, key=order.get), dtype=np.int64)
+
+
 def _diagnostics(results, model, data, reopen, sample, max_flagged, figure_dir, formats, dpi, notes, say):
     ok = access.accepted(results)
     flag = access.flags(results)
@@ -138,13 +163,10 @@ def _diagnostics(results, model, data, reopen, sample, max_flagged, figure_dir, 
     clean = np.flatnonzero(ok & (flag == "") & np.isfinite(contact))
     chosen = clean[np.unique(np.linspace(0, clean.size - 1, min(sample, clean.size)).round().astype(int))] \
         if clean.size and sample > 0 else np.empty(0, int)
-    rejected = np.flatnonzero(~ok)
-    warned = np.flatnonzero(ok & (flag != ""))
-    flagged = np.concatenate([rejected, warned])
-    drawn = flagged[:max_flagged]
+    flagged, drawn = choose_flagged(ok, flag, max_flagged)
     if flagged.size > drawn.size:
         notes.append(f"{flagged.size - drawn.size} more flagged ramps are not drawn in the diagnostics "
-                     f"(the first {drawn.size} are; every flag is in tables/ramps.csv).")
+                     f"({drawn.size} are, taken in turn from each flag reason; every flag is in tables/ramps.csv).")
     caption = ("Left: raw deflection vs piezo position relative to the ramp's contact point, with the fitted "
                "baseline (blue) and contact line (orange) of the two-line method and their intersection (○) — the "
                "contact point (paper Fig. 3c). Right: z_p = (d_s − d_contact) + δ along the ramp (Fig. 3d); "
@@ -180,7 +202,8 @@ def _diagnostics(results, model, data, reopen, sample, max_flagged, figure_dir, 
     for start in range(0, drawn.size, DIAGNOSTICS_PER_FIGURE):
         stop = min(start + DIAGNOSTICS_PER_FIGURE, drawn.size)
         groups.append((f"diagnostics_flagged_{start // DIAGNOSTICS_PER_FIGURE + 1:02d}",
-                       f"Contact-point diagnostics: flagged ramps {start + 1}–{stop} of {flagged.size}",
+                       f"Contact-point diagnostics: flagged ramps {start + 1}–{stop} of the {drawn.size} drawn "
+                       f"({flagged.size} flagged)",
                        "Rejected ramps first, then accepted ramps with a warning; the reason is in each title. "
                        + caption, chosen.size + start, chosen.size + stop))
     for fid, title_, cap, a, b in groups:
