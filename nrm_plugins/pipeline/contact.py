@@ -15,13 +15,15 @@ Algorithm (all ramps at once, a fixed number of iterations, no loop per ramp):
 
 1. Noise: ``sigma`` = median over blocks of the within-block residual standard deviation about a
    straight line (robust to the kink and to outliers; a block mean then has ``sigma / sqrt(count)``).
-2. Hard contact: the last three blocks give a first constant-compliance line; its slope must lie within
-   ``contact_slope_range`` (in m of deflection per m of piezo, -1 for a perfect InvOLS) or the ramp is
-   flagged "no hard contact".  Then, three times: residuals of every block from the current line; the
-   contact region is the longest run of blocks at the end of the ramp after the last *pair* of blocks
-   that both lie more than ``threshold`` block-noise standard deviations off the line, less one block
-   of margin; isolated outlying blocks inside it are left out of the fit.
-3. Free baseline: the first ``max(3, 15 %)`` blocks give a first line; four times: the free region ends
+2. Hard contact: the slope of the last three blocks must lie within ``contact_slope_range`` (in m of
+   deflection per m of piezo, -1 for a perfect InvOLS) or the ramp is flagged "no hard contact".  The
+   contact region is the run of blocks at the end of the ramp whose local slope (least squares over two
+   consecutive blocks) stays within ``contact_slope_tolerance`` (relative) or 4 standard deviations of
+   that slope; it ends where two consecutive local slopes are off (the kink to the layer), plus one block
+   of margin.  Smooth curvature of the contact part (Hertz indentation of the electrode, piezo creep)
+   stays inside the region and the line is fitted to all of it, as the ideal construction does.
+3. Free baseline: the first half of the blocks before the contact region gives a first line; then, up to
+   eight times (until nothing changes): the free region ends
    at the first pair of blocks both more than ``threshold`` standard deviations above or below the
    line (the *first deflection rise*), less a margin of ``baseline_margin`` of its length (at least one
    block) so that the gradual start of a soft layer does not tilt the line; outliers are left out.
@@ -45,16 +47,18 @@ MIN_CONTACT_BLOCKS = 3
 
 
 def block_sums(x, y, weight=None, block: int = 8) -> dict:
-    """Per-block count, means and within-block centred sums of (x, y).
+    """Per-block count, means and within-block centred sums of (x, y), float32.
 
     :param x, y: (ramps, samples) float arrays, finite wherever ``weight`` > 0 (and everywhere when
         ``weight`` is None).
     :param weight: optional (ramps, samples) 0/1 array of usable samples.
-    :returns: dict of (ramps, blocks) float64 arrays ``c, xm, ym, sxx, sxy, syy``.
+    :returns: dict of (ramps, blocks) float32 arrays ``c, xm, ym, sxx, sxy, syy``.
     """
     n, m = x.shape
     nb = -(-m // block)
     pad = nb * block - m
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
     if pad:
         x = np.pad(x, ((0, 0), (0, pad)), mode="edge")
         y = np.pad(y, ((0, 0), (0, pad)), mode="edge")
@@ -62,89 +66,90 @@ def block_sums(x, y, weight=None, block: int = 8) -> dict:
         weight = np.pad(w, ((0, 0), (0, pad)))
     xr = x.reshape(n, nb, block)
     yr = y.reshape(n, nb, block)
-    # centre each block on its first sample: float32 sums of squares stay exact enough
-    xc = xr - xr[:, :, :1]
-    yc = yr - yr[:, :, :1]
+    ones = np.ones(block, np.float32)
     if weight is None:
-        c = np.full((n, nb), float(block))
-        sx = np.einsum("ijk->ij", xc, dtype=np.float64)
-        sy = np.einsum("ijk->ij", yc, dtype=np.float64)
-        sxx = np.einsum("ijk,ijk->ij", xc, xc, dtype=np.float64)
-        sxy = np.einsum("ijk,ijk->ij", xc, yc, dtype=np.float64)
-        syy = np.einsum("ijk,ijk->ij", yc, yc, dtype=np.float64)
+        c = np.full((n, nb), np.float32(block))
+        xm = (xr @ ones) * np.float32(1.0 / block)
+        ym = (yr @ ones) * np.float32(1.0 / block)
+        xc = xr - xm[:, :, None]  # centred in each block: float32 sums of squares stay exact enough
+        yc = yr - ym[:, :, None]
+        sxx = (xc * xc) @ ones
+        sxy = (xc * yc) @ ones
+        syy = (yc * yc) @ ones
     else:
         wr = np.asarray(weight, np.float32).reshape(n, nb, block)
-        c = np.einsum("ijk->ij", wr, dtype=np.float64)
+        c = wr @ ones
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xm = ((wr * xr) @ ones) / c
+            ym = ((wr * yr) @ ones) / c
+        xc = xr - np.nan_to_num(xm)[:, :, None]
+        yc = yr - np.nan_to_num(ym)[:, :, None]
         wx = wr * xc
-        wy = wr * yc
-        sx = np.einsum("ijk->ij", wx, dtype=np.float64)
-        sy = np.einsum("ijk->ij", wy, dtype=np.float64)
-        sxx = np.einsum("ijk,ijk->ij", wx, xc, dtype=np.float64)
-        sxy = np.einsum("ijk,ijk->ij", wx, yc, dtype=np.float64)
-        syy = np.einsum("ijk,ijk->ij", wy, yc, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mx = sx / c
-        my = sy / c
-        out = {
-            "c": c,
-            "xm": xr[:, :, 0].astype(np.float64) + mx,
-            "ym": yr[:, :, 0].astype(np.float64) + my,
-            "sxx": sxx - sx * mx,
-            "sxy": sxy - sx * my,
-            "syy": syy - sy * my,
-        }
-    return out
+        sxx = (wx * xc) @ ones
+        sxy = (wx * yc) @ ones
+        syy = ((wr * yc) * yc) @ ones
+    return {"c": c, "xm": xm, "ym": ym, "sxx": sxx, "sxy": sxy, "syy": syy}
 
 
-def _fit(bs: dict, include) -> dict:
-    """Least-squares line ``y = a + s (x - x0)`` over the samples of the included blocks (exact pooling).
+class _Lines:
+    """Exact least-squares lines over unions of whole blocks from pooled moments (vectorized)."""
 
-    ``include``: (ramps, blocks) 0/1.  Returns slope ``s``, mean point ``x0, a``, sample count ``n``,
-    pooled ``sxx`` and the residual variance ``var`` (NaN where fewer than 3 samples).
-    """
-    w = include * bs["c"]
-    n = w.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x0 = (w * bs["xm"]).sum(1) / n
-        y0 = (w * bs["ym"]).sum(1) / n
-        dx = bs["xm"] - x0[:, None]
-        dy = bs["ym"] - y0[:, None]
-        sxx = (include * bs["sxx"]).sum(1) + (w * dx * dx).sum(1)
-        sxy = (include * bs["sxy"]).sum(1) + (w * dx * dy).sum(1)
-        syy = (include * bs["syy"]).sum(1) + (w * dy * dy).sum(1)
-        s = sxy / sxx
-        var = np.maximum(syy - s * sxy, 0.0) / (n - 2)
-    return {"s": s, "x0": x0, "a": y0, "n": n, "sxx": sxx, "var": var}
+    def __init__(self, bs, usable):
+        c = np.where(usable, bs["c"], 0).astype(np.float32)
+        # per-row reference so that the raw moments stay small
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.xref = (np.where(usable, bs["xm"], 0) * c).sum(1) / c.sum(1)
+            self.yref = (np.where(usable, bs["ym"], 0) * c).sum(1) / c.sum(1)
+        self.xref = np.nan_to_num(self.xref).astype(np.float32)
+        self.yref = np.nan_to_num(self.yref).astype(np.float32)
+        xm = np.where(usable, bs["xm"] - self.xref[:, None], 0).astype(np.float32)
+        ym = np.where(usable, bs["ym"] - self.yref[:, None], 0).astype(np.float32)
+        sxx = np.where(usable, bs["sxx"], 0)
+        sxy = np.where(usable, bs["sxy"], 0)
+        syy = np.where(usable, bs["syy"], 0)
+        self.xm, self.ym, self.c = xm, ym, c
+        c64, xm64, ym64 = c.astype(np.float64), xm.astype(np.float64), ym.astype(np.float64)
+        self.moments = np.stack([c64, c64 * xm64, c64 * ym64, c64 * xm64 * xm64 + sxx, c64 * xm64 * ym64 + sxy])
+        self.syy = c64 * ym64 * ym64 + syy
 
+    def fit(self, include, final: bool = False) -> dict:
+        """Line ``y = a + s (x - x0)`` (row-referenced) over the samples of the included blocks."""
+        inc = include.astype(np.float64)
+        n, sx, sy, sxx, sxy = np.einsum("ij,kij->ki", inc, self.moments)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x0 = sx / n
+            y0 = sy / n
+            cxx = sxx - sx * x0
+            cxy = sxy - sx * y0
+            s = cxy / cxx
+            out = {"s": s, "x0": x0, "a": y0, "n": n, "sxx": cxx}
+            if final:
+                syy = np.einsum("ij,ij->i", inc, self.syy)
+                cyy = syy - sy * y0
+                out["var"] = np.maximum(cyy - s * cxy, 0.0) / (n - 2)
+        return out
 
-def _resid(bs, line, sigma):
-    """Residuals of the block means from ``line`` and their standard deviation (block-mean noise plus
-    the line's own prediction uncertainty, which grows with the distance from the fitted blocks)."""
-    dx = bs["xm"] - line["x0"][:, None]
-    r = bs["ym"] - (line["a"][:, None] + line["s"][:, None] * dx)
-    v = (sigma ** 2)[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sd = np.sqrt(sigma[:, None] ** 2 / np.maximum(bs["c"], 1) + v / line["n"][:, None]
-                     + dx * dx * v / line["sxx"][:, None])
-    return r, sd
+    def outliers(self, line, sigma2, inv_c, thresholds):
+        """Blocks farther than each threshold (in standard deviations of the block mean plus the line's
+        prediction uncertainty, which grows with the distance from the fitted blocks) from ``line``."""
+        dx = self.xm - line["x0"].astype(np.float32)[:, None]
+        r = self.ym - (line["a"].astype(np.float32)[:, None] + line["s"].astype(np.float32)[:, None] * dx)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = sigma2[:, None] * (inv_c + (1.0 / line["n"]).astype(np.float32)[:, None]
+                                     + dx * dx * (1.0 / line["sxx"]).astype(np.float32)[:, None])
+        r2 = r * r
+        return [r2 > np.float32(t * t) * var for t in thresholds]
 
-
-def _median_rows(v, ok):
-    """Row medians of ``v`` over entries where ``ok`` (NaN where none)."""
-    vv = np.where(ok, v, np.inf)
-    srt = np.sort(vv, axis=1)
-    k = ok.sum(1)
-    idx = np.maximum(k - 1, 0) // 2
-    med = np.take_along_axis(srt, idx[:, None], 1)[:, 0]
-    idx2 = np.maximum(k, 1) // 2
-    med2 = np.take_along_axis(srt, np.minimum(idx2, srt.shape[1] - 1)[:, None], 1)[:, 0]
-    med = np.where(k % 2 == 0, 0.5 * (med + med2), med)
-    return np.where(k > 0, med, np.nan)
+    def to_absolute(self, line):
+        """(slope, offset) of ``y = offset + slope * x`` in the input coordinates."""
+        s = line["s"]
+        off = self.yref + line["a"] - s * (self.xref + line["x0"])
+        return s, off
 
 
 def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, region_threshold: float = 3.0,
-             baseline_margin: float = 0.1,
-             contact_slope_range=(-2.0, -0.5), noise_floor: float = 1e-4) -> dict:
+             baseline_margin: float = 0.1, contact_slope_range=(-2.0, -0.5), contact_slope_tolerance: float = 0.15,
+             noise_floor: float = 1e-4) -> dict:
     """Two-line contact point of a batch of ramps (see the module docstring).
 
     :param x: (ramps, samples) piezo position d_s in nm, each row ordered from the farthest sample to the
@@ -153,9 +158,11 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
     :param y: (ramps, samples) deflection in nm (positive = tip pushed away), same order.
     :param weight: optional 0/1 array of usable samples (x and y must then be finite everywhere; put any
         finite value where the weight is 0).
-    :param threshold: outlier / regime threshold in standard deviations of a block mean.
+    :param threshold: outlier threshold in standard deviations of a block mean.
+    :param region_threshold: deviation (standard deviations) of two consecutive blocks that ends a region.
     :param baseline_margin: fraction of the free region left out at its end.
     :param contact_slope_range: accepted slope of the constant-compliance line (deflection per piezo).
+    :param contact_slope_tolerance: relative change of the local slope that ends the contact region.
     :param noise_floor: smallest deflection noise assumed (nm), for noise-free data.
     :returns: dict of (ramps,) arrays: ``position`` (nm, in the coordinates of ``x``), ``uncertainty``
         (nm, 1 sigma), ``baseline_slope``, ``baseline_offset`` (deflection = offset + slope * x),
@@ -165,104 +172,114 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
     """
     bs = block_sums(x, y, weight, block)
     n, nb = bs["c"].shape
-    rows = np.arange(n)
     cnt = bs["c"]
     vb = cnt >= max(3, block // 2)  # usable blocks
     bidx = np.arange(nb)[None, :]
     flags = np.zeros(n, np.int64)
+    L = _Lines(bs, vb)
+    with np.errstate(divide="ignore"):
+        inv_c = np.where(vb, 1.0 / np.maximum(cnt, 1), 0).astype(np.float32)
 
-    # 1. noise per sample from within-block residuals
+    # 1. noise per sample: median over blocks of the within-block residual variance about a line
     with np.errstate(invalid="ignore", divide="ignore"):
-        s_in = bs["sxy"] / bs["sxx"]
-        v_in = np.maximum(bs["syy"] - s_in * bs["sxy"], 0.0) / (cnt - 2)
-    sig2 = _median_rows(v_in, vb & np.isfinite(v_in))
-    yr = np.nanmax(np.where(vb, bs["ym"], np.nan), 1) - np.nanmin(np.where(vb, bs["ym"], np.nan), 1)
-    floor = noise_floor + 1e-6 * np.nan_to_num(yr)
-    sigma = np.sqrt(np.maximum(np.nan_to_num(sig2), floor ** 2))
+        v_in = np.maximum(bs["syy"] - bs["sxy"] * bs["sxy"] / bs["sxx"], 0) / (cnt - 2)
+    v_in = np.where(vb & np.isfinite(v_in), v_in, np.inf)
+    sig2 = np.partition(v_in, nb // 2, axis=1)[:, nb // 2].astype(np.float64)
+    yr = np.where(vb, L.ym, 0)
+    floor = noise_floor + 1e-6 * (yr.max(1) - yr.min(1))
+    sig2 = np.where(np.isfinite(sig2), np.maximum(sig2, floor ** 2), floor ** 2)
+    sigma = np.sqrt(sig2)
+    sig2_32 = sig2.astype(np.float32)
 
     nvalid = vb.sum(1)
     last = nb - 1 - np.argmax(vb[:, ::-1], axis=1)
     first = np.argmax(vb, axis=1)
     enough = nvalid >= MIN_FREE_BLOCKS + MIN_CONTACT_BLOCKS
-
-    # 2. constant-compliance line from the end
-    inc_c = (vb & (bidx >= (last - 2)[:, None])).astype(np.float64)
-    line_c = _fit(bs, inc_c)
     lo, hi = contact_slope_range
-    bad_contact = ~((line_c["s"] >= lo) & (line_c["s"] <= hi)) | ~enough
-    for _ in range(8):
-        r, sd = _resid(bs, line_c, sigma)
-        out = vb & (np.abs(r) > threshold * sd)
-        dev = vb & (np.abs(r) > region_threshold * sd)
-        pair = dev & np.concatenate([np.zeros((n, 1), bool), dev[:, :-1]], axis=1)  # this and previous
-        pair &= bidx <= last[:, None]
-        anyp = pair.any(1)
-        lastpair = np.where(anyp, nb - 1 - np.argmax(pair[:, ::-1], axis=1), first - 2)
-        start = lastpair + 2  # one block of margin after the kink
-        # grow by at most the current length per iteration (a short line extrapolates poorly)
-        cur = np.where(inc_c.any(1), np.argmax(inc_c > 0, axis=1), last)
-        start = np.maximum(start, cur - np.maximum(last + 1 - cur, MIN_CONTACT_BLOCKS))
-        region = vb & (bidx >= start[:, None]) & (bidx <= last[:, None])
-        inc_new = region & ~out
-        few = inc_new.sum(1) < MIN_CONTACT_BLOCKS
-        inc_c = np.where(few[:, None], inc_c, inc_new.astype(np.float64))
-        line_c = _fit(bs, inc_c)
-    contact_start_block = np.where(inc_c.any(1), np.argmax(inc_c > 0, axis=1), last)
-    bad_contact |= ~((line_c["s"] >= lo) & (line_c["s"] <= hi))
 
-    # 3. free baseline from the start
-    n0 = np.maximum(3, (0.15 * nvalid).astype(np.int64))
-    inc_b = (vb & (bidx >= first[:, None]) & (bidx < (first + n0)[:, None])).astype(np.float64)
-    line_b = _fit(bs, inc_b)
+    # 2. constant-compliance region: the run of blocks at the end of the ramp whose local slope (over
+    # two blocks) stays within `contact_slope_tolerance` of the slope of the last three blocks; smooth
+    # curvature (Hertz indentation of the electrode, piezo creep) stays inside, the kink to the layer
+    # does not.  The line is fitted to the whole region (no outlier removal), as the ideal two-line
+    # construction does.
+    inc_end = vb & (bidx >= (last - 2)[:, None])
+    s_ref = L.fit(inc_end)["s"]
+    mom = L.moments
+    pair_mom = mom[:, :, :-1] + mom[:, :, 1:]
+    pn, psx, psy, psxx, psxy = pair_mom
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pcxx = psxx - psx * psx / pn
+        ps = (psxy - psx * psy / pn) / pcxx
+        tol = np.maximum(contact_slope_tolerance * np.abs(s_ref)[:, None], 4 * sigma[:, None] / np.sqrt(pcxx))
+    off = ~(np.abs(ps - s_ref[:, None]) <= tol) & vb[:, :-1] & vb[:, 1:]
+    both = np.zeros((n, nb), bool)
+    both[:, 1:-1] = off[:, 1:] & off[:, :-1]  # pair slopes k and k-1 both off (kink in block k)
+    both &= bidx < last[:, None]
+    anyb = both.any(1)
+    k_off = np.where(anyb, nb - 1 - np.argmax(both[:, ::-1], axis=1), first - 2)
+    start = np.minimum(k_off + 2, last - (MIN_CONTACT_BLOCKS - 1))
+    inc_c = vb & (bidx >= start[:, None]) & (bidx <= last[:, None])
+    contact_start_block = start
+
+    # 3. free baseline, growing from the start of the ramp
+    # first guess: the first half of the ramp before the contact region (at least 3 blocks)
+    n0 = np.maximum(3, (contact_start_block - first) // 2)
+    inc_b = vb & (bidx >= first[:, None]) & (bidx < (first + n0)[:, None])
+    line_b = L.fit(inc_b)
     free_end = np.full(n, nb)
     for _ in range(8):
-        r, sd = _resid(bs, line_b, sigma)
-        out = vb & (np.abs(r) > threshold * sd)
-        dev = vb & (np.abs(r) > region_threshold * sd)
-        pair = dev & np.concatenate([dev[:, 1:], np.zeros((n, 1), bool)], axis=1)  # this and next
+        out, dev = L.outliers(line_b, sig2_32, inv_c, (threshold, region_threshold))
+        out &= vb
+        dev &= vb
+        pair = dev.copy()
+        pair[:, :-1] &= dev[:, 1:]  # this block and the next one both off the line
+        pair[:, -1] = False
         pair &= bidx >= first[:, None]
         anyp = pair.any(1)
         free_end = np.where(anyp, np.argmax(pair, axis=1), last + 1)  # first rise (block index)
         free_end = np.minimum(free_end, contact_start_block)
-        cur = nb - np.argmax(inc_b[:, ::-1] > 0, axis=1)  # end of the current region
+        cur = nb - np.argmax(inc_b[:, ::-1], axis=1)  # end of the current region
         free_end = np.minimum(free_end, cur + np.maximum(cur - first, 3) + 1)
         length = free_end - first
         margin = np.maximum(1, np.ceil(baseline_margin * length)).astype(np.int64)
-        region = vb & (bidx >= first[:, None]) & (bidx < (free_end - margin)[:, None])
-        inc_new = region & ~out
+        inc_new = vb & (bidx >= first[:, None]) & (bidx < (free_end - margin)[:, None]) & ~out
         few = inc_new.sum(1) < 2
-        inc_b = np.where(few[:, None], inc_b, inc_new.astype(np.float64))
-        line_b = _fit(bs, inc_b)
+        inc_new = np.where(few[:, None], inc_b, inc_new)
+        if np.array_equal(inc_new, inc_b):
+            break
+        inc_b = inc_new
+        line_b = L.fit(inc_b)
+
+    line_b = L.fit(inc_b, final=True)
+    line_c = L.fit(inc_c, final=True)
+    bad_contact = ~((line_c["s"] >= lo) & (line_c["s"] <= hi)) | ~enough
     nfree = inc_b.sum(1)
     bad_free = nfree < MIN_FREE_BLOCKS
     # a "baseline" as steep as the contact line: the ramp starts in contact
     steep = np.abs(line_b["s"]) > 0.5 * np.abs(np.where(np.isfinite(line_c["s"]), line_c["s"], -1.0))
-    starts = (bad_free | steep) & (free_end - first <= n0 + 1) & steep
+    starts = steep & (free_end - first <= n0 + 1) & ~bad_contact
     flags[starts] |= STARTS_IN_CONTACT
-    flags[(bad_free | steep) & ~starts] |= NO_BASELINE
+    flags[(bad_free | (steep & ~bad_contact)) & ~starts] |= NO_BASELINE
     flags[bad_contact] |= NO_CONTACT
 
-    # 4. intersection and its uncertainty
+    # 4. intersection and its uncertainty (covariances of the two fits propagated)
     sb, sc = line_b["s"], line_c["s"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        # a_b + sb (X - xb) = a_c + sc (X - xc)
+        # a_b + sb (X - xb) = a_c + sc (X - xc)   (row-referenced coordinates)
         xs = (line_c["a"] - line_b["a"] + sb * line_b["x0"] - sc * line_c["x0"]) / (sb - sc)
-        vb_ = np.maximum(line_b["var"], sigma ** 2 * 0.0)
-        vc_ = line_c["var"]
-        var = (vb_ / line_b["n"] + vc_ / line_c["n"] + (xs - line_b["x0"]) ** 2 * vb_ / line_b["sxx"]
-               + (xs - line_c["x0"]) ** 2 * vc_ / line_c["sxx"]) / (sb - sc) ** 2
-    bad_geometry = ~np.isfinite(xs) | (flags != 0)
+        vbv, vcv = line_b["var"], line_c["var"]
+        var = (vbv / line_b["n"] + vcv / line_c["n"] + (xs - line_b["x0"]) ** 2 * vbv / line_b["sxx"]
+               + (xs - line_c["x0"]) ** 2 * vcv / line_c["sxx"]) / (sb - sc) ** 2
     flags[~np.isfinite(xs) & (flags == 0)] |= NO_CONTACT
-    base_offset = line_b["a"] - sb * line_b["x0"]
-    cont_offset = line_c["a"] - sc * line_c["x0"]
-    del bad_geometry, rows
+    bslope, boff = L.to_absolute(line_b)
+    cslope, coff = L.to_absolute(line_c)
     return {
-        "position": xs,
+        "position": xs + L.xref,
         "uncertainty": np.sqrt(var),
-        "baseline_slope": sb,
-        "baseline_offset": base_offset,
-        "contact_slope": sc,
-        "contact_offset": cont_offset,
+        "baseline_slope": bslope,
+        "baseline_offset": boff,
+        "contact_slope": cslope,
+        "contact_offset": coff,
         "free_end": np.minimum(free_end * block, x.shape[1]),
         "contact_start": np.minimum(contact_start_block * block, x.shape[1]),
         "noise": sigma,

@@ -4,11 +4,12 @@ Two steps, both vectorized over ramps:
 
 :func:`resample`
     Piecewise-linear interpolation of the samples of each ramp (ordered from the far end to the contact,
-    z_p falling) onto a uniform grid.  Deflection noise can make z_p go back and forth by a few
-    hundredths of a nm where the layer is stiff; the interpolation uses the running minimum of z_p along
-    the ramp (a monotone envelope).  Each grid point takes the segment of samples around it; there is no
-    per-ramp loop: the segment of every grid point comes from one scatter of the samples' grid positions
-    and a forward fill by doubling shifts.  A grid point is NaN where the ramp has no data (above its
+    z_p falling) onto a uniform grid.  Each grid point takes the segment of samples around it; there is
+    no per-ramp loop: the segment of every grid point comes from one scatter of the samples' grid
+    positions and a forward fill by doubling shifts.  Deflection noise can make z_p step back by a few
+    hundredths of a nm where the layer is stiff; a grid point then never leaves its segment (the
+    interpolation weight is clipped to [0, 1]), so the value is always one of the neighbouring samples'
+    or between them.  A grid point is NaN where the ramp has no data (above its
     first or below its last sample); the deepest grid point may be extrapolated by at most one grid step.
 
 :func:`local_polynomial` (the default method, "local-polynomial")
@@ -34,61 +35,64 @@ DEFAULT_WINDOW = 2e-9
 def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int):
     """Interpolate complex ``values`` sampled at ``z`` onto the grid ``grid_start - k*step`` (k = 0..n_grid-1).
 
-    :param z: (ramps, samples) z_p in nm, falling along each row between ``lo`` and ``hi``
+    :param z: (ramps, samples) z_p in nm, falling along each row between ``lo`` and ``hi``; the samples
+        before ``lo`` must lie above the grid (z > grid_start)
     :param values: (ramps, samples) complex64 values at the samples
     :param lo, hi: (ramps,) int: the samples ``lo <= i < hi`` of each row are used (at least 2)
     :param grid_start: z of the first grid point (nm, the top); the grid falls with k
     :returns: (ramps, n_grid) complex64, NaN outside each ramp's data
     """
     n, m = z.shape
-    idx = np.arange(m)[None, :]
-    inr = (idx >= lo[:, None]) & (idx < hi[:, None])
-    # grid position of each sample, monotone along the row (running max of the position)
-    p = (grid_start - z) * np.float32(1.0 / step)
-    p = np.where(inr, p, np.float32(-1e9)).astype(np.float32)
-    np.maximum.accumulate(p, axis=1, out=p)
-    # segment i covers grid points ceil(p_i) <= j < ceil(p_{i+1}); the grid point j takes the last
-    # sample with ceil(p) <= j
-    c = np.ceil(p)
-    np.clip(c, -1, n_grid, out=c)
-    ci = c.astype(np.int32)
-    last = np.zeros((n, m), bool)
-    last[:, :-1] = ci[:, :-1] != ci[:, 1:]
-    last[np.arange(n), hi - 1] = True
-    last &= inr & (ci >= 0) & (ci < n_grid)
-    # grid points before the first sample's position (j < p_lo) have no data; c < 0 -> clipped to 0
-    first_neg = inr & (ci < 0)
-    r, i = np.nonzero(last)
-    seg = np.full((n, n_grid), -1, np.int32)
-    seg[r, ci[r, i]] = i
-    # samples above the grid (ci < 0): the last of them covers grid point 0 onwards
-    if first_neg.any():
-        cover0 = np.where(first_neg, idx, -1).max(1)
-        seg[:, 0] = np.maximum(seg[:, 0], cover0)
-    # forward fill by doubling shifts (segments cover at most `span` grid points)
-    gap = int(np.max(np.where(inr[:, 1:] & inr[:, :-1], ci[:, 1:] - ci[:, :-1], 0), initial=1))
+    rows = np.arange(n)
+    # grid position of each sample; samples above the grid share position 0
+    p = (np.float32(grid_start) - z) * np.float32(1.0 / step)
+    np.nan_to_num(p, copy=False, nan=0.0)  # unused samples (NaN) join those above the grid
+    ci = np.ceil(np.clip(p, 0, n_grid)).astype(np.int32)
+    # the grid point j takes the segment of the last sample with ceil(p) <= j: mark the last sample of
+    # every run of equal ceil(p) (the profile ends at hi - 1), scatter, then fill forward
+    last = np.empty((n, m), bool)
+    np.not_equal(ci[:, :-1], ci[:, 1:], out=last[:, :-1])
+    last[:, -1] = False
+    last &= np.arange(m)[None, :] < (hi - 1)[:, None]
+    last[rows, hi - 1] = True
+    f = np.flatnonzero(last)
+    r = f // m
+    i = (f - r * m).astype(np.int32)
+    target = r * (n_grid + 1) + ci.ravel()[f]
+    seg = np.full((n, n_grid + 1), -1, np.int32)
+    seg.ravel()[target] = i
+    seg = seg[:, :n_grid]
+    # forward fill by doubling shifts (a segment covers at most `span` grid points)
+    span = int(np.max(ci[:, 1:] - ci[:, :-1], initial=1))
     shift = 1
-    while shift < gap + 2:
+    while shift <= span:
         np.maximum(seg[:, shift:], seg[:, :-shift].copy(), out=seg[:, shift:])
         shift *= 2
     # bracket (i, i+1); beyond the last sample: at most one grid point, extrapolated with the last segment
     hi_1 = (hi - 1)[:, None]
-    j = np.arange(n_grid, dtype=np.float32)[None, :]
+    jg = np.arange(n_grid, dtype=np.float32)[None, :]
     p_last = np.take_along_axis(p, hi_1, 1)
     beyond = seg >= hi_1
-    seg = np.where(beyond, hi_1 - 1, seg)
-    nodata = (seg < lo[:, None]) | (beyond & (j > p_last + 1.0))
-    seg = np.maximum(seg, 0)
-    flat = (seg + (np.arange(n, dtype=np.int64) * m)[:, None]).ravel()
+    nodata = (seg < lo[:, None]) | (beyond & (jg > p_last + np.float32(1.0)))
+    np.minimum(seg, hi_1 - 1, out=seg)
+    np.maximum(seg, 0, out=seg)
+    flat = seg + (rows * m).astype(np.int32)[:, None]
+    flat = flat.ravel()
     pf = p.ravel()
     vf = values.ravel()
     p0 = np.take(pf, flat).reshape(n, n_grid)
-    p1 = np.take(pf, flat + 1).reshape(n, n_grid)
     v0 = np.take(vf, flat).reshape(n, n_grid)
-    v1 = np.take(vf, flat + 1).reshape(n, n_grid)
+    flat += 1
+    p1 = np.take(pf, flat).reshape(n, n_grid)
+    v1 = np.take(vf, flat).reshape(n, n_grid)
     dp = p1 - p0
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.where(dp > 0, (j - p0) / dp, 0.0).astype(np.float32)
+        t = (jg - p0) / dp
+    t = np.where(dp > 0, t, np.float32(0.0))
+    # noisy z can step back by a few hundredths of a grid step: never leave the segment (except the one
+    # extrapolated point beyond the last sample)
+    np.minimum(t, np.where(beyond, np.float32(1e9), np.float32(1.0)), out=t)
+    np.maximum(t, 0, out=t)
     out = v0 + t * (v1 - v0)
     out[nodata] = np.nan
     return out

@@ -52,6 +52,10 @@ REASONS = {**CONTACT_FLAGS, NAN_REJECT: "NaN in ramp", NAN_WARN: "NaN in ramp", 
 REASON_ORDER = ("NaN in ramp", "clipped", "starts in contact", "no free baseline", "no hard contact",
                 "no profile", "SEI above the profile")
 MIN_BACKGROUND = 16  # samples
+#: the halves of the background region may differ by this many standard errors (free liquid check)
+BACKGROUND_DRIFT = 15.0
+#: time constants (one filter stage) after which the lock-in's memory of the hard contact is below 1e-6
+LAG_DECAY = 14.0
 OPTIONS = ("progress", "keep_profiles", "keep_forces", "chunk_size", "workers", "clip_level",
            "time_constant_correction", "bootstrap_samples", "seed", "base_dir", "source_files")
 PROCESSING_KEYS = ("z_max", "z_step", "contact_method", "derivative_method", "derivative_window",
@@ -86,6 +90,7 @@ class Settings:
     filter_slope: int = 24
     time_constant_method: str = "reverse"
     sample_interval: float | None = None
+    lag_samples: int = 0
     contact: object = None
     contact_params: dict = field(default_factory=dict)
     derivative: object = None
@@ -328,13 +333,25 @@ def _settings(ds, cal, options, warn) -> Settings:
     dt = None
     if tau > 0:
         dt = _sample_interval(ds)
+    # the lock-in's memory of the hard contact on retract ramps (whether or not the lag is corrected)
+    tau_known = tau if tau > 0 else float(ds.attrs.get("lockin_time_constant", 0.0) or 0.0)
+    lag_samples = 0
+    if tau_known > 0:
+        stages = (slope if tau > 0 else int(ds.attrs.get("lockin_filter_slope", slope))) // 6
+        try:
+            dt_known = dt or _sample_interval(ds)
+            lag_samples = int(math.ceil((LAG_DECAY + 3 * (stages - 1)) * tau_known / dt_known))
+        except CalibrationError:
+            warn.append(f"lock-in time constant {tau_known:g} s but no time along the ramps: the lag of the "
+                        "hard contact into retract ramps cannot be trimmed")
     intervals = [list(map(float, w_)) for w_ in cal.get("processing", "depth_intervals")]
     return Settings(
         deflection_scale=scale, factor=factor, amplitude=amplitude, r_g=cal.get("model", "r_g"),
         poisson=cal.get("model", "poisson"), frequency=frequency, lateral_stiffness=k_lat,
         z_step=z_step, z_max=z_max, n_z=n_z, step=step, window=window, top=top, n_grid=n_grid,
         out_j0=j0, out_w=w, background_region=None if bg == "auto" else float(bg) * 1e9, clip=clip,
-        time_constant=tau, filter_slope=slope, time_constant_method=method, sample_interval=dt, contact=cm,
+        time_constant=tau, filter_slope=slope, time_constant_method=method, sample_interval=dt,
+        lag_samples=lag_samples, contact=cm,
         contact_params=cm.resolve(), derivative=dm,
         derivative_params={k: v for k, v in dm.resolve().items() if k != "window"},
         keep_forces=bool(options.get("keep_forces")), intervals=intervals)
@@ -407,6 +424,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     amax = np.fmax(np.fmax.reduce(np.abs(lx), axis=1), np.fmax.reduce(np.abs(ly), axis=1))
     row_clip = amax >= S.clip
     special = row_nan | row_clip | (length < m)
+    special_d = ~np.isfinite(piezo.sum(1) + defl.sum(1)) | (length < m)  # the contact fit needs weights
     valid_d = valid_l = None
     if special.any():
         inlen = j < length[:, None]
@@ -422,18 +440,6 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     if valid_d is not None:
         too_short |= valid_d.sum(1) < 32
     flags[too_short] |= NAN_REJECT
-
-    # ---- lock-in output filter (time order, before reversing)
-    if S.time_constant > 0:
-        lx, ly = _undo_filter(lx, ly, valid_l, S)
-        if valid_l is not None:
-            # samples within 10 tau after a gap carry the inverse filter's transient
-            span = int(math.ceil(10 * S.time_constant / S.sample_interval))
-            bad = ~valid_l
-            spread = bad.copy()
-            for s in range(1, span + 1):
-                spread[:, s:] |= bad[:, :-s]
-            valid_l = valid_l & ~spread
 
     # ---- orientation: every row from the far end to the surface
     rows_n = np.arange(n)
@@ -454,7 +460,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
             _orient(valid_l, reverse, length, m)
 
     # ---- contact point
-    res = _contact(x, y, valid_d, special & ~too_short, S)
+    res = _contact(x, y, valid_d, special_d & ~too_short, S)
     flags |= res["flags"]
     flags[too_short] &= ~(1 | 2 | 4)
     xs = res["position"]
@@ -467,13 +473,17 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     z = (x - xs_f[:, None]) + (y - (boff.astype(np.float32)[:, None] + bslope.astype(np.float32)[:, None] * x))
     noise = res["noise"]
     thr = np.maximum(0.5 * noise, 0.01).astype(np.float32)
-    # distance to the constant-compliance line (positive in the layer beyond the intersection, 0 on the
-    # line): hard contact begins where its 4-sample mean falls to half a noise standard deviation
+    # distance above the constant-compliance line, in z_p units (the layer lies above the line, hard
+    # contact on it): hard contact begins where its 4-sample mean falls to half a noise standard deviation
     cs32 = res["contact_slope"].astype(np.float32)[:, None]
-    gap = (res["contact_offset"].astype(np.float32)[:, None] + cs32 * x - y) / \
+    gap = (y - (res["contact_offset"].astype(np.float32)[:, None] + cs32 * x)) / \
         (bslope.astype(np.float32)[:, None] - cs32)
     run = gap[:, :-3] + gap[:, 1:-2] + gap[:, 2:-1] + gap[:, 3:]
-    reach = (run <= 4 * thr[:, None]) & (x[:, :-3] < xs_f[:, None])
+    # ... or, within 0.3 nm of the line, where it stops falling (the curvature of the Hertz contact
+    # keeps noise-free data a few hundredths of a nm above the fitted line)
+    step = np.abs(x[:, -1] - x[:, 0]) / max(m - 1, 1)
+    flat = (gap[:, :-3] - gap[:, 3:]) <= np.float32(3 * 0.1) * step[:, None]
+    reach = (run <= 4 * thr[:, None]) | ((run <= np.float32(4 * 0.3)) & flat)
     has = reach.any(1)
     cidx = np.where(has, np.argmax(reach, axis=1), res["contact_start"])
     cidx = np.minimum(cidx, res["contact_start"] + 8)
@@ -483,23 +493,35 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     lo = np.maximum(above.sum(1) - 1, 0)
     lo = np.minimum(lo, hi)
 
-    # ---- lateral: validity in the profile, clipping, background
+    # ---- lateral: the deep end of the profile, validity, lock-in lag, background
+    # clipped samples right before the contact are the hard-contact onset (approach) or, on a retract,
+    # the lock-in's memory of the hard contact (its output filter runs forward in time): trimmed when
+    # the run is short; on a retract with a known time constant, the samples within the filter's memory
+    # after the hard contact are left out too (S.lag_samples)
+    allow = np.where(reverse, max(3, S.lag_samples), 3)
     if valid_l is not None:
-        bad_l = ~valid_l
-        bad_d = ~valid_d
-        in_prof = (j >= lo[:, None]) & (j < hi[:, None])
-        # clipped samples just before the contact (at most 3): hard-contact onset, trimmed
         tail = np.zeros(n, np.int64)
-        for s in range(1, 4):
+        for s in range(1, int(allow.max()) + 2):
             col = np.clip(hi - s, 0, m - 1)
-            still = bad_l[rows_n, col] & (tail == s - 1) & (hi - s >= lo)
+            still = ~valid_l[rows_n, col] & (tail == s - 1) & (hi - s >= lo)
             tail = np.where(still, s, tail)
-        hi = hi - tail
+        hi = np.where(tail <= allow, hi - tail, hi)
+    if S.lag_samples:
+        hi = np.where(reverse, np.maximum(hi - S.lag_samples, lo), hi)
+    if valid_l is not None:
         in_prof = (j >= lo[:, None]) & (j < hi[:, None])
-        nan_prof = (in_prof & (bad_d | ~(np.isfinite(X) & np.isfinite(Y)))).any(1)
-        clip_prof = (in_prof & bad_l & np.isfinite(X) & np.isfinite(Y)).any(1)
+        finite_l = np.isfinite(X) & np.isfinite(Y)
+        nan_prof = (in_prof & (~valid_d | ~finite_l)).any(1)
+        clip_prof = (in_prof & ~valid_l & finite_l).any(1)
         flags[nan_prof] |= NAN_REJECT
         flags[clip_prof] |= CLIP_REJECT
+    if S.time_constant > 0:
+        fix = np.flatnonzero((flags & REJECT_MASK) == 0)
+        if fix.size:
+            X[fix], Y[fix], extra = _lag_correct(X[fix], Y[fix], None if valid_l is None else valid_l[fix],
+                                                 reverse[fix], hi[fix], S)
+            if extra is not None:
+                valid_l[fix] &= ~extra
     free_end = res["free_end"]
     if S.background_region is None:
         i_bg = free_end // 2
@@ -509,17 +531,30 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         i_bg = np.minimum(i_bg, free_end)
     wbg = j < i_bg[:, None]
     if valid_l is not None:
+        masked = wbg & ~valid_l
+        masked_bg = masked.any(1)
+        clipped_bg = (masked & np.isfinite(X) & np.isfinite(Y)).any(1)
         wbg = wbg & valid_l
         X = np.where(valid_l, X, 0.0).astype(np.float32)
         Y = np.where(valid_l, Y, 0.0).astype(np.float32)
     bg = _background(X, Y, wbg)
-    nbg = bg["n"]
-    few_bg = nbg < MIN_BACKGROUND
-    flags[few_bg & row_clip & ((flags & REJECT_MASK) == 0)] |= CLIP_REJECT
-    flags[few_bg & ((flags & REJECT_MASK) == 0)] |= 1
+    # the background region must be free liquid: its two halves agree within the noise (a ramp that
+    # starts inside a soft layer shows the layer response changing there)
+    half = wbg & (j < (i_bg // 2)[:, None])
+    bg1 = _background(X, Y, half)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n1, n2 = bg1["n"], bg["n"] - bg1["n"]
+        m2x = (bg["x"] * bg["n"] - bg1["x"] * n1) / n2
+        m2y = (bg["y"] * bg["n"] - bg1["y"] * n1) / n2
+        drift = np.hypot(m2x - bg1["x"], m2y - bg1["y"]) / (bg["sigma"] * np.sqrt(1 / n1 + 1 / n2))
+    not_free = (drift > BACKGROUND_DRIFT) & (n1 >= 8) & (n2 >= 8)
+    flags[not_free & ((flags & REJECT_MASK) == 0)] |= 1
+    few_bg = bg["n"] < MIN_BACKGROUND
     if valid_l is not None:
-        clip_bg = (j < i_bg[:, None]) & ~valid_l & np.isfinite(lx if not reverse.any() else X)
-        flags[(clip_bg.any(1)) & row_clip] |= CLIP_WARN
+        flags[clipped_bg] |= CLIP_WARN
+        flags[few_bg & clipped_bg & ((flags & REJECT_MASK) == 0)] |= CLIP_REJECT
+        flags[few_bg & masked_bg & ((flags & REJECT_MASK) == 0)] |= NAN_REJECT
+    flags[few_bg & ((flags & REJECT_MASK) == 0)] |= 1
     short = (hi - lo) < 2
     flags[short & ((flags & REJECT_MASK) == 0)] |= NO_PROFILE
 
@@ -620,17 +655,39 @@ def _background(X, Y, w):
             "sigma": sigma, "n": n}
 
 
-def _undo_filter(lx, ly, valid, S):
-    lx = np.asarray(lx, np.float64)
-    ly = np.asarray(ly, np.float64)
+def _lag_correct(X, Y, valid, reverse, hi, S):
+    """Correct the lock-in output-filter lag of oriented rows (see :func:`.moduli.undo_output_filter`).
+
+    The filter runs in time: along the rows for approach ramps, backwards for the reversed retract ramps.
+    The hard-contact samples (from ``hi`` on) are replaced by the last profile sample first, so that the
+    correction never carries the (usually clipped) hard-contact signal into the layer.  Masked samples
+    are filled from their neighbours and the samples within the filter's reach of them are returned as
+    ``extra`` (to be masked)."""
+    n, m = X.shape
+    j = np.arange(m)[None, :]
+    beyond = j >= hi[:, None]
+    last = np.clip(hi - 1, 0, m - 1)[:, None]
+    extra = None
+    out = []
+    for a in (X, Y):
+        a = np.where(beyond, np.take_along_axis(a, last, 1), a)
+        if valid is not None:
+            a = _ffill(a, valid | beyond)
+        a64 = a.astype(np.float64)
+        a64[reverse] = a64[reverse, ::-1]
+        a64 = moduli.undo_output_filter(a64, S.sample_interval, S.time_constant, S.filter_slope,
+                                        S.time_constant_method)
+        a64[reverse] = a64[reverse, ::-1]
+        out.append(a64.astype(np.float32))
     if valid is not None:
-        lx = np.where(np.isfinite(lx), lx, 0.0)
-        ly = np.where(np.isfinite(ly), ly, 0.0)
-    dt = S.sample_interval
-    fx = moduli.undo_output_filter(lx, dt, S.time_constant, S.filter_slope, S.time_constant_method)
-    fy = moduli.undo_output_filter(ly, dt, S.time_constant, S.filter_slope, S.time_constant_method)
-    fx, fy = fx.astype(np.float32), fy.astype(np.float32)
-    return fx, fy
+        bad = ~valid & ~beyond
+        if bad.any():
+            reach = max(1, S.lag_samples)
+            extra = bad.copy()
+            for s_ in range(1, reach + 1):
+                extra[:, s_:] |= bad[:, :-s_]
+                extra[:, :-s_] |= bad[:, s_:]
+    return out[0], out[1], extra
 
 
 def _to_output(a, S):

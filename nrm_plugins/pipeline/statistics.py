@@ -160,33 +160,34 @@ class WindowAccumulator:
 
     def add(self, rows: slice, ok, e_storage, e_loss, g_abs):
         """Add the accepted ramps of one chunk (``rows`` of the whole run)."""
-        h = (self.member[:, rows] & np.asarray(ok, bool)[None, :]).astype(np.float64)
-        if not h.any():
+        member = self.member[:, rows] & np.asarray(ok, bool)[None, :]
+        used = np.flatnonzero(member.any(1))
+        if not used.size:
             return
+        h = member[used].astype(np.float32)
         for q, v in (("E_storage", e_storage), ("E_loss", e_loss), ("G_abs", g_abs)):
-            v = np.asarray(v, np.float64)
+            v = np.asarray(v, np.float32)
             fin = np.isfinite(v)
-            v0 = np.where(fin, v, 0.0)
-            self.n[q] += h @ fin
-            self.s1[q] += h @ v0
-            self.s2[q] += h @ (v0 * v0)
+            v0 = np.where(fin, v, np.float32(0))
+            self.n[q][used] += h @ fin.astype(np.float32)
+            self.s1[q][used] += h @ v0
+            self.s2[q][used] += h @ (v0 * v0)
         if self.kde:
             with np.errstate(divide="ignore", invalid="ignore"):
-                lg = np.log10(np.asarray(g_abs, np.float64))
+                lg = np.log10(np.asarray(g_abs, np.float32))
             fin = np.isfinite(lg)
-            l0 = np.where(fin, lg, 0.0)
-            self.log_n += h @ fin
-            self.log_s1 += h @ l0
-            self.log_s2 += h @ (l0 * l0)
-            b = np.clip(((lg - KDE_RANGE[0]) / KDE_BIN).astype(np.int64, copy=False) if fin.all() else
-                        np.floor(np.where(fin, (lg - KDE_RANGE[0]) / KDE_BIN, 0)).astype(np.int64),
-                        0, self.n_bins - 1)
-            zi = np.arange(self.n_z)[None, :]
-            for gi in np.flatnonzero(h.any(1)):
-                sel = h[gi] > 0
-                f = fin[sel]
-                flat = ((gi * self.n_z + np.broadcast_to(zi, f.shape)) * self.n_bins + b[sel])[f]
-                self.hist += np.bincount(flat, minlength=self.hist.size)
+            l0 = np.where(fin, lg, np.float32(0))
+            f32 = fin.astype(np.float32)
+            self.log_n[used] += h @ f32
+            self.log_s1[used] += h @ l0
+            self.log_s2[used] += h @ (l0 * l0)
+            b = np.clip((l0 - np.float32(KDE_RANGE[0])) * np.float32(1 / KDE_BIN), 0, self.n_bins - 1).astype(np.int32)
+            flat = b + (np.arange(self.n_z, dtype=np.int32) * self.n_bins)[None, :]
+            size = self.n_z * self.n_bins
+            for k, gi in enumerate(used):
+                sel = member[gi]
+                counts = np.bincount(flat[sel][fin[sel]], minlength=size)
+                self.hist[gi * size:(gi + 1) * size] += counts
 
     # ------------------------------------------------------------------ results
     def t_stats(self, q):
