@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter1d
 
 import nrm_plugins as nrm
 from nrm_plugins.calibration import Calibration
-from nrm_plugins.report import access, figures, layers, raw, tables
+from nrm_plugins.report import access, figures, layers, raw
 
 WINDOWS = [(1.5, 2.0), (1.0, 1.5), (0.5, 1.0), (0.005, 0.5)]
 LABELS = ["1.5-2.0V", "1.0-1.5V", "0.5-1.0V", "0.005-0.5V"]
@@ -481,6 +481,14 @@ def test_cli_report(tmp_path, capsys):
     assert "nrm report: figure kde" in captured.err
     text = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert len(_images(text)) == 7 + 1 + 1
+    # without --data: the source file is found by its name beside the results file
+    results.attrs["source_files"] = ["/elsewhere/raw.nc"]
+    nrm.save(results, tmp_path / "results.nc")
+    assert main(["report", str(tmp_path / "results.nc"), "-o", str(tmp_path / "rep2"), "-q", "--formats", "png",
+                 "--dpi", "50"]) == 0
+    assert len(_images((tmp_path / "rep2" / "report.html").read_text(encoding="utf-8"))) == 7 + 1 + 1
+    html = nrm.report(tmp_path / "results.nc", tmp_path / "rep3", formats=("png",), dpi=40)  # the API takes a path
+    assert len(_images(html.read_text(encoding="utf-8"))) == 7 + 1 + 1
     with pytest.raises(SystemExit) as exc:
         main(["report", "--help"])
     assert exc.value.code == 0

@@ -34,8 +34,11 @@ def run(args) -> int:
 
     formats = tuple(f.strip().lower().lstrip(".") for f in args.formats.split(",") if f.strip())
     results = open_native(args.results)
-    html = report(results, args.output, data=None if args.no_data else args.data, reopen=not args.no_data, sample=args.sample,
-                  max_flagged=args.max_flagged, formats=formats or ("png",), dpi=args.dpi,
-                  progress=not args.quiet, title=args.title)
+    try:
+        html = report(results, args.output, data=None if args.no_data else args.data, reopen=not args.no_data,
+                      sample=args.sample, max_flagged=args.max_flagged, formats=formats or ("png",), dpi=args.dpi,
+                      progress=not args.quiet, title=args.title)
+    finally:
+        results.close()
     print(html)
     return 0

@@ -64,7 +64,11 @@ def report(results, outdir, *, model=None, data=None, reopen: bool = True, sampl
     :param layer_options: ``fit_width`` (m), ``k_sigma``, ``contrast`` of the sub-layer criterion
     """
     say = _progress(progress)
-    results = _open_results(results)
+    if not isinstance(results, xr.Dataset):
+        with _open_results(results) as opened:
+            return report(opened, outdir, model=model, data=data, reopen=reopen, sample=sample,
+                          max_flagged=max_flagged, formats=formats, dpi=dpi, progress=progress,
+                          layer_options=layer_options, title=title)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     formats = tuple(dict.fromkeys(("png",) + tuple(formats)))
@@ -192,6 +196,9 @@ def _diagnostics(results, model, data, reopen, sample, max_flagged, figure_dir, 
         notes.append(why)
         return [{"id": "diagnostics", "title": "Contact-point diagnostics", "caption": caption, "png_bytes": None,
                  "notes": [why]}]
+    finally:
+        if ds is not model:  # opened here: release the files
+            ds.close()
     missing = int(np.isnan(selected.piezo).all(axis=1).sum())
     if missing:
         notes.append(f"{missing} of the ramps chosen for the diagnostics were not found in the raw data "
@@ -257,8 +264,13 @@ def _page(results, title, items, table_files, notes, criterion) -> str:
     for section, key in (("processing", "contact_method"), ("processing", "derivative_method"),
                          ("processing", "ci_method"), ("processing", "tip_compliance_correction")):
         value = access.setting(results, section, key)
-        if value is not None:
+        if value is not None and key not in results.attrs:
             parameters.append((f"[{section}] {key}", str(value)))
+    shown = {"r_g", "poisson", "dither_frequency", "calibration", "calibration_sources", "warnings", "counts",
+             "source_files", "window_labels", "nrm_version", "title"}
+    for key, value in results.attrs.items():  # every other setting the processing recorded
+        if key not in shown and isinstance(value, (str, int, float, bool, np.number, np.bool_)) and len(str(value)) < 300:
+            parameters.append((key.replace("_", " "), str(value)))
     parameters.append(("sub-layer criterion", f"fit width {criterion['fit_width'] * 1e9:g} nm, "
                                               f"k = {criterion['k_sigma']:g}, contrast {criterion['contrast']:g} "
                                               "(docs/report.md)"))

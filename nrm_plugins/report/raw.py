@@ -29,20 +29,29 @@ class RawRamps:
 
 
 def open_model(results: xr.Dataset, model=None, data=None, reopen: bool = True):
-    """``(model Dataset or None, note)``: the raw data for the diagnostics, or why there are none."""
+    """``(model Dataset or None, note)``: the raw data for the diagnostics, or why there are none.
+
+    Without ``model`` and ``data``, the results' ``source_files`` are reopened: each as recorded, else by its
+    name in the folder of the results file.
+    """
     if model is not None:
         return model, ""
     paths = [Path(p) for p in (data or [])]
     if not paths and reopen:
         files = results.attrs.get("source_files", [])
         files = [files] if isinstance(files, str) else list(files)
-        missing = [f for f in files if not Path(f).exists()]
         if not files:
             return None, "raw data unavailable: the results name no source files and none were given"
+        # as recorded, else beside the results file (a relative name, or a folder moved as a whole)
+        where = results.encoding.get("source")
+        beside = Path(where).parent if where else None
+        found = [next((c for c in (Path(f), beside / Path(f).name if beside else None) if c and c.exists()), None)
+                 for f in files]
+        missing = [f for f, c in zip(files, found) if c is None]
         if missing:
             return None, ("raw data unavailable: source file(s) not found: " + ", ".join(map(str, missing[:5]))
                           + (" …" if len(missing) > 5 else "") + " (pass --data FILE…)")
-        paths = [Path(f) for f in files]
+        paths = found
     if not paths:
         return None, "raw data not given: diagnostics not drawn (pass model= or --data FILE…)"
     import nrm_plugins as nrm
