@@ -171,7 +171,7 @@ def kde_figure(results: xr.Dataset, z_limit=None) -> Figure:
         density = np.asarray(results["G_abs_kde"].transpose("window", "z", "g").values, float)[:, keep, :]
         finite = density[np.isfinite(density)]
         vmax = float(np.nanpercentile(finite[finite > 0], 99.5)) if (finite > 0).any() else 1.0
-        occupied = np.nanmax(np.nan_to_num(density), axis=(0, 1)) > 1e-3 * vmax
+        occupied = np.nanmax(np.nan_to_num(density), axis=(0, 1)) > 1e-2 * vmax
         g_lo, g_hi = (g[occupied].min(), g[occupied].max()) if occupied.any() else (g.min(), g.max())
         dz = (z[1] - z[0]) if z.size > 1 else 0.1
         dg = (g[1] - g[0]) if g.size > 1 else 0.1
