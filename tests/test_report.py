@@ -445,6 +445,16 @@ def test_report_without_raw_data_or_windows_says_so(tmp_path):
     assert pd.read_csv(tmp_path / "tables" / "profiles.csv").empty
 
 
+def test_report_of_results_without_per_ramp_profiles(tmp_path):
+    results, _, _ = make_results()
+    results = results.drop_vars(["E_storage", "E_loss"]).assign_attrs(profiles="omitted")
+    html = nrm.report(results, tmp_path, formats=("png",), dpi=40, reopen=False)
+    assert "omitted from the results" in html.read_text(encoding="utf-8")
+    df = pd.read_csv(tmp_path / "tables" / "sublayers.csv")
+    skin = df[(df.window == LABELS[0]) & (df.change == "modulus rises with z_p")]
+    assert len(skin) == 1 and skin.z_m.item() == pytest.approx(16e-9, abs=1e-9)  # σ_D from the CI alone
+
+
 def test_flagged_ramps_are_capped(tmp_path):
     results, model, _ = make_results(per_window=(3, 0, 0, 0))
     results["ok"][:] = False
