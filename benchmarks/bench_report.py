@@ -1,4 +1,4 @@
-"""Benchmark: the report (``nrm_plugins.report.report``) of a 16 384-ramp results set.
+"""Benchmark: the report (``nrm_plugins.reporting.report``) of a 16 384-ramp results set.
 
     python benchmarks/bench_report.py [--source simulate|fixture] [--ramps 16384] [--repeat 1]
 

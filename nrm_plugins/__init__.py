@@ -64,6 +64,6 @@ def derive(results, name):
 
 def report(results, outdir, **options):
     """Figures, CSV tables and a self-contained HTML page for a results Dataset."""
-    from .report import report as _report
+    from .reporting import report as _report
 
     return _report(results, outdir, **options)

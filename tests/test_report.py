@@ -1,4 +1,4 @@
-"""The report (nrm_plugins.report) on a results set built by hand from known profiles.
+"""The report (nrm_plugins.reporting) on a results set built by hand from known profiles.
 
 ``make_results`` builds a contract-conforming results Dataset (DESIGN.md §3, INTERFACES.md) and the raw
 common-model ramps behind it, with per-window statistics computed here independently (Student-t CI), so
@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter1d
 
 import nrm_plugins as nrm
 from nrm_plugins.calibration import Calibration
-from nrm_plugins.report import access, figures, layers, raw
+from nrm_plugins.reporting import access, figures, layers, raw
 
 WINDOWS = [(1.5, 2.0), (1.0, 1.5), (0.5, 1.0), (0.005, 0.5)]
 LABELS = ["1.5-2.0V", "1.0-1.5V", "0.5-1.0V", "0.005-0.5V"]
@@ -466,7 +466,7 @@ def test_flagged_ramps_are_capped(tmp_path):
 
 
 def test_flagged_ramps_drawn_take_every_reason_in_turn():
-    from nrm_plugins.report import choose_flagged
+    from nrm_plugins.reporting import choose_flagged
 
     ok = np.array([False] * 6 + [True] * 4)
     flag = np.array(["no contact: a"] * 5 + ["clipped: b"] + ["", "", "noisy: c", "noisy: d"])

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import nrm_plugins as nrm
-from nrm_plugins.report import access, layers
+from nrm_plugins.reporting import access, layers
 
 simulate = pytest.importorskip("nrm_plugins.simulate")
 pytest.importorskip("nrm_plugins.pipeline.process")

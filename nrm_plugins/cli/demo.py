@@ -91,9 +91,9 @@ def run(args) -> int:
         model = nrm.open(paths["data"])
         results = process(model, Calibration.from_toml(paths["calibration"]), progress=True)
         steps["results"] = nrm.save(results, out / "results.nc")
-        report = _optional("nrm_plugins.report", "report")
+        report = _optional("nrm_plugins.reporting", "report")
         if report is None:
-            _say("the report (nrm_plugins.report) is not available yet: report skipped")
+            _say("the report (nrm_plugins.reporting) is not available yet: report skipped")
         else:
             _say("writing the report")
             steps["report"] = Path(report(results, out / "report", model=model, progress=True))

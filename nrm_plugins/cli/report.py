@@ -29,7 +29,7 @@ def add_parser(sub, common):
 
 
 def run(args) -> int:
-    from ..report import report
+    from ..reporting import report
     from ..storage import open_native
 
     formats = tuple(f.strip().lower().lstrip(".") for f in args.formats.split(",") if f.strip())

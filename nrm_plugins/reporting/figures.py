@@ -88,7 +88,7 @@ def depth_limit(results: xr.Dataset, quantity: str = "E_storage") -> float:
 def profile_figure(results: xr.Dataset, quantities=("G_storage", "G_loss"), boundaries=(), z_limit=None) -> Figure:
     """Mean profile ± 95 % CI vs z_p per window, one panel per quantity, log modulus axis (paper Fig. 4a).
 
-    ``boundaries``: rows of :func:`~nrm_plugins.report.layers.boundaries` (E_storage), marked with ▼ on the
+    ``boundaries``: rows of :func:`~nrm_plugins.reporting.layers.boundaries` (E_storage), marked with ▼ on the
     E′ and G′ panels (G′ = E′/(2(1+ν)) has the same boundaries).  Lines and bands are drawn over the
     :func:`informative` depths (mean significantly > 0), so each line ends at the top of the layer; a window
     with one ramp has a line and no band, an empty one is only listed in the legend.

@@ -7,10 +7,10 @@ Layout of ``outdir``::
 
     report.html            the page (figures embedded, opens offline)
     figures/<name>.png|pdf one file per figure and format
-    tables/<name>.csv      every statistic (see :mod:`nrm_plugins.report.tables`)
+    tables/<name>.csv      every statistic (see :mod:`nrm_plugins.reporting.tables`)
 
 The report reads what the pipeline stored (DESIGN.md §3) and recomputes no statistic; the only analysis
-of its own is the sub-layer boundary criterion of :mod:`nrm_plugins.report.layers`.
+of its own is the sub-layer boundary criterion of :mod:`nrm_plugins.reporting.layers`.
 """
 from __future__ import annotations
 
@@ -279,14 +279,3 @@ def _page(results, title, items, table_files, notes, criterion) -> str:
                   notes=notes, figures=items, tables=table_files, calibration_text=str(results.attrs.get("calibration", "")),
                   sources=dict(sources) if isinstance(sources, dict) else {}, parameters=parameters,
                   version=__version__)
-
-
-class _CallableModule(type(sys)):
-    """Importing ``nrm_plugins.report.<anything>`` rebinds the attribute ``nrm_plugins.report`` from the API
-    function to this package; making the package callable keeps ``nrm.report(results, outdir)`` working."""
-
-    def __call__(self, results, outdir, **options):
-        return report(results, outdir, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
