@@ -16,8 +16,8 @@ Derived (``nrm.derive``): ``S* = 4 r_g E*`` (Eq. 2, the paper's lateral sample c
 Lock-in time constant (``[lockin] time_constant`` > 0, :func:`undo_output_filter`): the output filter of
 the lock-in is ``filter_slope / 6`` cascaded first-order stages ``τ y' = x − y``; a profile recorded
 along the ramp is delayed by ``(filter_slope/6) τ`` and smeared, which shifts approach against retract.
-The default correction runs the same cascade backwards in time (zero phase: the delay cancels, the
-noise is not amplified); the exact inverse of each stage is available (``"inverse"``).
+The correction inverts each stage exactly and regularizes the result with a short zero-phase smoother
+(:func:`undo_output_filter`).
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def modulus(slope, force, factor: complex, r_g: float, amplitude: float, lateral
     e = slope * scale
     if lateral_stiffness is not None:
         tip = (1.0 - force * np.complex64(1.0 / (amplitude * lateral_stiffness)))
-        e = e / (tip * tip)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e = e / (tip * tip)
     return e
 
 
@@ -110,17 +111,17 @@ def output_filter_coefficients(dt: float, time_constant: float):
     return [1.0 - c, c - e], [1.0, -e]
 
 
-def undo_output_filter(values, dt: float, time_constant: float, slope: int, method: str = "reverse"):
-    """Correct the lag of the lock-in's cascaded first-order output filter along axis 1 (time order).
+def undo_output_filter(values, dt: float, time_constant: float, slope: int):
+    """Undo the lag of the lock-in's cascaded first-order output filter along axis 1 (time order).
+
+    Each stage is inverted exactly (``x[n] = (y[n] − e y[n−1] − b1 x[n−1]) / b0``, causal: it needs no
+    sample later than ``n``, so it works up to the last sample before hard contact); the inverse
+    amplifies white noise most near the Nyquist frequency, so a zero-phase binomial smoother
+    ``[1, 2, 1]/4`` is then applied ``m = max(1, round(stages · τ/Δt))`` times (rms width ``√(m/2)``
+    samples, no delay) — the regularization of the deconvolution.
 
     :param values: (ramps, samples) recorded X or Y, ordered in time, finite
     :param dt: sample interval (s); :param time_constant: τ (s); :param slope: dB/oct (6 per stage)
-    :param method: ``"reverse"`` (default): the same cascade run backwards in time, which cancels the
-        filter's phase (the delay of ``stages·τ``) and leaves a symmetric smoothing of rms width
-        ``√(2·stages)·τ`` with no noise amplification; ``"inverse"``: the exact inverse of each stage,
-        ``x[n] = (y[n] − e y[n−1] − b1 x[n−1]) / b0`` (sharp, but it amplifies white noise by roughly
-        ``(2τ/Δt)^stages`` at high frequencies); ``"delay"``: shift by the group delay ``stages·τ`` (linear
-        interpolation along the samples), leaving the causal smoothing of width ``√stages·τ``.
     :returns: float64 array
     """
     if time_constant <= 0:
@@ -128,24 +129,11 @@ def undo_output_filter(values, dt: float, time_constant: float, slope: int, meth
     stages = int(slope) // 6
     out = np.asarray(values, np.float64)
     b, a = output_filter_coefficients(dt, time_constant)
-    if method == "reverse":
-        rev = out[:, ::-1]
-        zi = signal.lfilter_zi(b, a)
-        for _ in range(stages):
-            rev, _ = signal.lfilter(b, a, rev, axis=1, zi=zi * rev[:, :1])
-        return np.ascontiguousarray(rev[:, ::-1])
-    if method == "inverse":
-        zi = signal.lfilter_zi(a, b)
-        for _ in range(stages):
-            # y[n] - e y[n-1] = b0 x[n] + b1 x[n-1]: filter y by (1 - e z^-1) / (b0 + b1 z^-1)
-            out, _ = signal.lfilter(a, b, out, axis=1, zi=zi * out[:, :1])
-        return out
-    if method == "delay":
-        shift = stages * time_constant / dt
-        k = int(math.floor(shift))
-        f = shift - k
-        m = out.shape[1]
-        idx0 = np.minimum(np.arange(m) + k, m - 1)
-        idx1 = np.minimum(idx0 + 1, m - 1)
-        return out[:, idx0] * (1 - f) + out[:, idx1] * f
-    raise ValueError(f"time_constant_correction method {method!r}: 'reverse', 'inverse' or 'delay'")
+    zi = signal.lfilter_zi(a, b)
+    for _ in range(stages):
+        # y[n] - e y[n-1] = b0 x[n] + b1 x[n-1]: filter y by (1 - e z^-1) / (b0 + b1 z^-1)
+        out, _ = signal.lfilter(a, b, out, axis=1, zi=zi * out[:, :1])
+    for _ in range(max(1, int(round(stages * time_constant / dt)))):
+        inner = 0.25 * (out[:, :-2] + out[:, 2:]) + 0.5 * out[:, 1:-1]
+        out = np.concatenate([out[:, :1], inner, out[:, -1:]], axis=1)
+    return out

@@ -52,6 +52,7 @@ REASONS = {**CONTACT_FLAGS, NAN_REJECT: "NaN in ramp", NAN_WARN: "NaN in ramp", 
 REASON_ORDER = ("NaN in ramp", "clipped", "starts in contact", "no free baseline", "no hard contact",
                 "no profile", "SEI above the profile")
 MIN_BACKGROUND = 16  # samples
+MIN_FREE_TRAVEL = 10e-9  # m of piezo travel before the first deflection rise
 #: the halves of the background region may differ by this many standard errors (free liquid check)
 BACKGROUND_DRIFT = 15.0
 #: time constants (one filter stage) after which the lock-in's memory of the hard contact is below 1e-6
@@ -88,7 +89,6 @@ class Settings:
     clip: float = math.inf
     time_constant: float = 0.0
     filter_slope: int = 24
-    time_constant_method: str = "reverse"
     sample_interval: float | None = None
     lag_samples: int = 0
     contact: object = None
@@ -110,8 +110,7 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
         profiles would exceed 2 GiB), ``keep_forces`` (add F_storage, F_loss), ``chunk_size`` (ramps,
         default 1024), ``workers`` (threads, default 2), ``clip_level`` (V),
         ``time_constant_correction`` (None: on when the calibration gives ``[lockin] time_constant`` > 0;
-        True: also with the file's τ; False: off; or the method "reverse" (default), "inverse", "delay",
-        see :func:`.moduli.undo_output_filter`), ``bootstrap_samples``, ``seed``, ``base_dir`` (for a
+        True: also with the file's τ; False: off; see :func:`.moduli.undo_output_filter`), ``bootstrap_samples``, ``seed``, ``base_dir`` (for a
         relative ``[cv] file``), ``source_files`` (list, recorded in the attributes).
     :returns: the results Dataset; ``results.attrs["counts"]`` has the accepted/rejected ramps by reason.
     """
@@ -190,7 +189,9 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
     e_storage = np.full((n_ramps, S.n_z), np.nan, np.float32) if hold_profiles else None
     e_loss = np.full((n_ramps, S.n_z), np.nan, np.float32) if hold_profiles else None
     forces = (np.full((n_ramps, S.n_z), np.nan, np.complex64) if S.keep_forces else None)
-    acc = statistics.WindowAccumulator(grouping["member"], S.n_z) if grouping is not None else None
+    # the KDE histogram streams only when the profiles are not kept (else it comes from them at the end)
+    acc = (statistics.WindowAccumulator(grouping["member"], S.n_z, kde=not hold_profiles)
+           if grouping is not None else None)
     z_out = np.arange(S.n_z) * S.z_step
     z_out_m = z_out * 1e-9
     shear = moduli.shear_factor(S.poisson)
@@ -313,12 +314,9 @@ def _settings(ds, cal, options, warn) -> Settings:
     clip = lateral.clip_level(cal) if clip is None else float(clip)
     # lock-in time constant: only when the calibration gives it (or the option asks for the file's)
     tcc = options.get("time_constant_correction")
-    method = "reverse"
-    if isinstance(tcc, str):
-        if tcc not in ("reverse", "inverse", "delay"):
-            raise CalibrationError(f"time_constant_correction = {tcc!r}: True, False, 'reverse', 'inverse' or "
-                                   "'delay'")
-        method, tcc = tcc, True
+    if tcc not in (None, True, False):
+        raise CalibrationError(f"time_constant_correction = {tcc!r}: True, False or None (default: on when the "
+                               "calibration gives [lockin] time_constant > 0)")
     tau = float(cal.get("lockin", "time_constant") or 0.0) if cal.has("lockin", "time_constant") else 0.0
     slope = int(cal.get("lockin", "filter_slope"))
     if tcc is True and tau <= 0:
@@ -350,7 +348,7 @@ def _settings(ds, cal, options, warn) -> Settings:
         poisson=cal.get("model", "poisson"), frequency=frequency, lateral_stiffness=k_lat,
         z_step=z_step, z_max=z_max, n_z=n_z, step=step, window=window, top=top, n_grid=n_grid,
         out_j0=j0, out_w=w, background_region=None if bg == "auto" else float(bg) * 1e9, clip=clip,
-        time_constant=tau, filter_slope=slope, time_constant_method=method, sample_interval=dt,
+        time_constant=tau, filter_slope=slope, sample_interval=dt,
         lag_samples=lag_samples, contact=cm,
         contact_params=cm.resolve(), derivative=dm,
         derivative_params={k: v for k, v in dm.resolve().items() if k != "window"},
@@ -523,6 +521,10 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
             if extra is not None:
                 valid_l[fix] &= ~extra
     free_end = res["free_end"]
+    # the free part must be long enough to be free liquid (a ramp started inside the layer is not)
+    x_end = np.take_along_axis(x, np.clip(free_end - 1, 0, m - 1)[:, None], 1)[:, 0]
+    short_free = np.abs(x[:, 0] - x_end) < np.float32(MIN_FREE_TRAVEL * 1e9)
+    flags[short_free & ((flags & REJECT_MASK) == 0)] |= 1
     if S.background_region is None:
         i_bg = free_end // 2
     else:
@@ -540,13 +542,13 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     bg = _background(X, Y, wbg)
     # the background region must be free liquid: its two halves agree within the noise (a ramp that
     # starts inside a soft layer shows the layer response changing there)
-    half = wbg & (j < (i_bg // 2)[:, None])
-    bg1 = _background(X, Y, half)
+    half = j < (i_bg // 2)[:, None]
+    bg1 = _background(X, Y, wbg & half)
+    bg2 = _background(X, Y, wbg & ~half)
     with np.errstate(invalid="ignore", divide="ignore"):
-        n1, n2 = bg1["n"], bg["n"] - bg1["n"]
-        m2x = (bg["x"] * bg["n"] - bg1["x"] * n1) / n2
-        m2y = (bg["y"] * bg["n"] - bg1["y"] * n1) / n2
-        drift = np.hypot(m2x - bg1["x"], m2y - bg1["y"]) / (bg["sigma"] * np.sqrt(1 / n1 + 1 / n2))
+        n1, n2 = bg1["n"], bg2["n"]
+        sig = np.minimum(bg1["sigma"], bg2["sigma"])  # a trend inflates the spread of the whole region
+        drift = np.hypot(bg2["x"] - bg1["x"], bg2["y"] - bg1["y"]) / (sig * np.sqrt(1 / n1 + 1 / n2))
     not_free = (drift > BACKGROUND_DRIFT) & (n1 >= 8) & (n2 >= 8)
     flags[not_free & ((flags & REJECT_MASK) == 0)] |= 1
     few_bg = bg["n"] < MIN_BACKGROUND
@@ -675,8 +677,7 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
             a = _ffill(a, valid | beyond)
         a64 = a.astype(np.float64)
         a64[reverse] = a64[reverse, ::-1]
-        a64 = moduli.undo_output_filter(a64, S.sample_interval, S.time_constant, S.filter_slope,
-                                        S.time_constant_method)
+        a64 = moduli.undo_output_filter(a64, S.sample_interval, S.time_constant, S.filter_slope)
         a64[reverse] = a64[reverse, ::-1]
         out.append(a64.astype(np.float32))
     if valid is not None:
@@ -831,7 +832,11 @@ def _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_inde
         out["sei_thickness_ci_low"] = ("window", l_, {"units": "m"})
         out["sei_thickness_ci_high"] = ("window", h_, {"units": "m"})
         out["sei_thickness_n"] = ("window", c_.astype(np.int64), {})
-        g, dens, bw = acc.density()
+        if e_storage is not None:
+            g, dens, bw = statistics.density_from_profiles(
+                np.hypot(e_storage.astype(np.float32), e_loss) * np.float32(shear), member)
+        else:
+            g, dens, bw = acc.density()
         crd["g"] = ("g", g, {"units": "log10(Pa)", "long_name": "log10 |G*|"})
         out["G_abs_kde"] = (("window", "z", "g"), dens,
                             {"units": "1/log10(Pa)", "long_name": "kernel density of log10 |G*| per window and depth",
@@ -859,8 +864,8 @@ def _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_inde
         "derivative_method": S.derivative.name,
         "derivative_window": S.window * 1e-9,
         "tip_compliance_correction": bool(S.lateral_stiffness),
-        "time_constant_correction": (f"{S.time_constant_method}, tau = {S.time_constant:g} s, "
-                                     f"{S.filter_slope} dB/oct" if S.time_constant > 0 else "none"),
+        "time_constant_correction": (f"tau = {S.time_constant:g} s, {S.filter_slope} dB/oct"
+                                     if S.time_constant > 0 else "none"),
         "potential_source": potential_source,
         "profiles": "kept" if e_storage_out is not None else "omitted",
         "sei_thickness_criterion": f"|F* - background| > {thickness.THRESHOLD} sigma over "

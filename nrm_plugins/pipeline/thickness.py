@@ -15,7 +15,9 @@ Criterion (noise-aware, documented in docs/pipeline.md):
    thickness is ``z_c`` plus that distance, with the slope the secant of |U| over the next
    :data:`SECANT` (m) below ``z_c`` (the correction is limited to that length).
 
-No crossing: thickness 0 (no layer response above the noise).  A crossing at the top of the profile
+No crossing: thickness 0 (no layer response above the noise) when the profile reaches within
+:data:`BOTTOM_REACH` of the electrode, else NaN.  A persistent run cut short by the deep end of the
+data (retract ramps lose their deepest samples to the lock-in's memory of the hard contact) counts.  A crossing at the top of the profile
 (the response has not returned to the background within the profile): NaN and a warning.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ THRESHOLD = 5.0
 RELATIVE_FLOOR = 1e-4
 PERSISTENCE = 1.0e-9  # m
 SECANT = 1.0e-9  # m
+BOTTOM_REACH = 0.5e-9  # m: a profile must reach this close to the electrode to report "no SEI" (0)
 
 
 def sei_thickness(values, sigma, grid_top: float, step: float):
@@ -43,13 +46,16 @@ def sei_thickness(values, sigma, grid_top: float, step: float):
     sigma = np.maximum(np.asarray(sigma, np.float32), RELATIVE_FLOOR * peak)
     above = finite & (mag > THRESHOLD * sigma[:, None])
     p = max(1, int(round(PERSISTENCE * 1e9 / step)))
+    first = np.argmax(finite, axis=1)
+    stop = first + finite.sum(1)  # one past the deepest grid point with data
+    # a run cut short by the end of the data (a retract ramp trimmed near the electrode) still counts
+    past = np.arange(g)[None, :] >= stop[:, None]
+    ok_run = above | past
     run = above.copy()
     for s in range(1, p):
-        run[:, :-s] &= above[:, s:]
-        run[:, g - s:] = False
+        run[:, :-s] &= ok_run[:, s:]
     anyrun = run.any(1)
     k = np.argmax(run, axis=1)
-    first = np.argmax(finite, axis=1)
     at_top = anyrun & (k <= first)
     q = max(1, int(round(SECANT * 1e9 / step)))
     rows = np.arange(n)
@@ -61,5 +67,8 @@ def sei_thickness(values, sigma, grid_top: float, step: float):
         extra = np.where((slope > 0) & np.isfinite(slope), m0 / slope, 0.0)
     extra = np.clip(extra, 0.0, q * step)
     thickness = np.where(anyrun, grid_top - k * step + extra, 0.0)
+    # no response above the noise: 0 if the data reach the electrode, else unknown
+    bottom = grid_top - (stop - 1) * step
+    thickness = np.where(~anyrun & (bottom > BOTTOM_REACH * 1e9), np.nan, thickness)
     thickness = np.where(at_top, np.nan, thickness)
     return thickness, at_top
