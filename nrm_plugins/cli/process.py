@@ -55,9 +55,12 @@ def run(args) -> int:
     if len(datasets) == 1:
         ds = datasets[0]
     else:
-        for f, d in zip(files, datasets):
-            if "source" in d.coords and not np.asarray(d["source"].values).astype(str).any():
-                d.coords["source"] = ("ramp", np.full(d.sizes["ramp"], str(f), dtype=object))
+        names = [set(np.asarray(d["source"].values).astype(str).tolist()) if "source" in d.coords else set()
+                 for d in datasets]
+        if any(not n or n == {""} or any(n & m for m in names[:k] + names[k + 1:]) for k, n in enumerate(names)):
+            # the readers' source names do not tell the files apart: use the paths as given
+            datasets = [d.assign_coords(source=("ramp", np.full(d.sizes["ramp"], str(f), dtype=object)))
+                        for f, d in zip(files, datasets)]
         ds = xr.concat(datasets, dim="ramp", data_vars="minimal", coords="minimal", compat="override",
                        combine_attrs="drop_conflicts", join="outer", fill_value=np.nan)
     options = {"progress": not args.quiet, "source_files": [str(f) for f in files],

@@ -36,7 +36,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
-from ..calibration import Calibration
+from ..calibration import SCHEMA, Calibration
 from ..errors import CalibrationError, ModelError
 from ..model import ROLES, assign_roles, validate
 from . import lateral, moduli, statistics, thickness
@@ -151,7 +151,8 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
     windows = cal.get("processing", "windows")
     group_by = cal.get("processing", "group_by")
     units = ds[group_by].attrs.get("units", "") if group_by in ds.coords else ""
-    grouping = statistics.groups(coords, group_by, windows, units) if (windows or group_by != "potential") else None
+    grouping = (statistics.groups(coords, group_by, windows, units, warn)
+                if (windows or group_by != "potential") else None)
 
     # automatic instrumental phase: a first pass over up to 2048 ramps
     phase_info = {}
@@ -272,6 +273,15 @@ def _settings(ds, cal, options, warn) -> Settings:
     from ..plugins import get_plugin_manager
 
     units = ds["deflection"].attrs.get("units")
+    needed = [("lateral", k) for k in ("dither_amplitude", "torsion_sensitivity", "torsional_stiffness", "tip_length")]
+    if units == "V":
+        needed.insert(0, ("normal", "invols"))
+    if cal.get("lockin", "signal") == "output":
+        needed.append(("lockin", "sensitivity"))
+    missing = [f"[{sec}] {key} ({SCHEMA[sec][key][3]}, {SCHEMA[sec][key][2]})" for sec, key in needed
+               if cal.get(sec, key) is None]
+    if missing:
+        raise CalibrationError("calibration needs " + "; ".join(missing))
     if units == "V":
         scale = cal.require("normal", "invols") * 1e9
     elif units == "m":

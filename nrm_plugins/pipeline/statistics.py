@@ -111,8 +111,12 @@ def _fmt(v: float) -> str:
     return repr(float(v)) if abs(v) >= 1e-3 or v == 0 else f"{v:g}"
 
 
-def groups(coords: dict, group_by: str, windows, units: str = ""):
+def groups(coords: dict, group_by: str, windows, units: str = "", warn=None):
     """Membership of every ramp in every group.
+
+    Windows apply to a numeric coordinate; a text coordinate (``source``, ``direction``) gives one group
+    per value (windows, e.g. the potential windows of the calibration, are then ignored with a warning
+    appended to ``warn``).
 
     :param coords: {name: (ramps,) array} of ramp coordinates (potential already filled from the CV)
     :returns: dict with ``member`` (groups, ramps) bool, ``labels``, ``low``, ``high`` (NaN for text
@@ -123,10 +127,13 @@ def groups(coords: dict, group_by: str, windows, units: str = ""):
                                f"known: {sorted(coords)}")
     values = np.asarray(coords[group_by])
     text = values.dtype.kind in "OUS"
-    if windows:
-        if text:
+    if windows and text:
+        if warn is None:
             raise CalibrationError(f"[processing] group_by = '{group_by}' is text: windows do not apply "
                                    "(leave windows out to get one group per value)")
+        warn.append(f"group_by = '{group_by}' is text: the windows are ignored, one group per value")
+        windows = None
+    if windows:
         v = values.astype(np.float64)
         low = np.array([w[0] for w in windows], np.float64)
         high = np.array([w[1] for w in windows], np.float64)
