@@ -25,7 +25,6 @@ import math
 
 import numpy as np
 import xarray as xr
-from scipy import signal
 
 from ..errors import NRMError
 
@@ -104,8 +103,8 @@ def derive(results: xr.Dataset, name: str) -> xr.DataArray:
 
 
 def output_filter_coefficients(dt: float, time_constant: float):
-    """(b, a) of one first-order stage discretised with a first-order hold (as the simulator and a
-    digital lock-in do): ``y[n] = e y[n−1] + b0 x[n] + b1 x[n−1]``."""
+    """(b, a) = ([b0, b1], [1, −e]) of one first-order stage discretised with a first-order hold (as the
+    simulator and a digital lock-in do): ``y[n] = e y[n−1] + b0 x[n] + b1 x[n−1]``."""
     e = math.exp(-dt / time_constant)
     c = -math.expm1(-dt / time_constant) * time_constant / dt
     return [1.0 - c, c - e], [1.0, -e]
@@ -120,20 +119,46 @@ def undo_output_filter(values, dt: float, time_constant: float, slope: int):
     ``[1, 2, 1]/4`` is then applied ``m = max(1, round(stages · τ/Δt))`` times (rms width ``√(m/2)``
     samples, no delay) — the regularization of the deconvolution.
 
-    :param values: (ramps, samples) recorded X or Y, ordered in time, finite
+    :param values: (ramps, samples) recorded X, Y or X + iY, ordered in time, finite
     :param dt: sample interval (s); :param time_constant: τ (s); :param slope: dB/oct (6 per stage)
-    :returns: float64 array
+    :returns: float32 (or complex64) array
     """
     if time_constant <= 0:
         return values
     stages = int(slope) // 6
-    out = np.asarray(values, np.float64)
-    b, a = output_filter_coefficients(dt, time_constant)
-    zi = signal.lfilter_zi(a, b)
+    out = np.asarray(values)
+    if np.iscomplexobj(out):
+        return (undo_output_filter(out.real, dt, time_constant, slope)
+                + 1j * undo_output_filter(out.imag, dt, time_constant, slope))
+    out = out.astype(np.float32)
+    (b0, b1), (_, minus_e) = output_filter_coefficients(dt, time_constant)
     for _ in range(stages):
-        # y[n] - e y[n-1] = b0 x[n] + b1 x[n-1]: filter y by (1 - e z^-1) / (b0 + b1 z^-1)
-        out, _ = signal.lfilter(a, b, out, axis=1, zi=zi * out[:, :1])
+        # x[n] = (y[n] - e y[n-1] - b1 x[n-1]) / b0, started in steady state (x = y before the first sample)
+        w = out.copy()
+        w[:, 1:] += np.float32(minus_e) * out[:, :-1]
+        w[:, 0] += np.float32(minus_e) * out[:, 0]
+        w *= np.float32(1 / b0)
+        out = _first_order_recursion(w, -b1 / b0, out[:, 0])
     for _ in range(max(1, int(round(stages * time_constant / dt)))):
-        inner = 0.25 * (out[:, :-2] + out[:, 2:]) + 0.5 * out[:, 1:-1]
-        out = np.concatenate([out[:, :1], inner, out[:, -1:]], axis=1)
+        inner = out[:, :-2] + out[:, 2:]
+        inner += 2 * out[:, 1:-1]
+        inner *= np.float32(0.25)
+        out[:, 1:-1] = inner
     return out
+
+
+def _first_order_recursion(u, a: float, initial):
+    """x[n] = a x[n-1] + u[n] along axis 1 with x[-1] = ``initial`` (|a| < 1), by a parallel prefix scan:
+    vectorized doubling steps, stopped once |a|^(2^k) < 1e-9 (the rest of the sum is negligible)."""
+    x = np.array(u, dtype=np.float32, copy=True)
+    m = x.shape[1]
+    shift, ak = 1, a
+    while shift < m and abs(ak) > 1e-9:
+        x[:, shift:] += np.float32(ak) * x[:, :-shift]
+        ak *= ak
+        shift *= 2
+    powers = a ** np.arange(1, m + 1)
+    k = int(np.searchsorted(-np.abs(powers), -1e-9))  # the initial condition matters for k samples
+    if k:
+        x[:, :k] += (np.asarray(initial, np.float64)[:, None] * powers[None, :k]).astype(np.float32)
+    return x

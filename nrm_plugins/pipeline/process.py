@@ -108,7 +108,7 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
         ``ci_method``, ``derivative_window``, ``tip_compliance_correction``, ...) and
         ``progress`` (bool or callable(done, total)), ``keep_profiles`` (bool, default: unless the
         profiles would exceed 2 GiB), ``keep_forces`` (add F_storage, F_loss), ``chunk_size`` (ramps,
-        default 1024), ``workers`` (threads, default 2), ``clip_level`` (V),
+        default 256), ``workers`` (threads, default 2), ``clip_level`` (V),
         ``time_constant_correction`` (None: on when the calibration gives ``[lockin] time_constant`` > 0;
         True: also with the file's τ; False: off; see :func:`.moduli.undo_output_filter`), ``bootstrap_samples``, ``seed``, ``base_dir`` (for a
         relative ``[cv] file``), ``source_files`` (list, recorded in the attributes).
@@ -197,7 +197,7 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
     z_out_m = z_out * 1e-9
     shear = moduli.shear_factor(S.poisson)
 
-    chunk = int(options.get("chunk_size") or 1024)
+    chunk = int(options.get("chunk_size") or 256)
     workers = int(options.get("workers") or min(2, os.cpu_count() or 1))
     progress = options.get("progress")
     bar = None
@@ -678,26 +678,32 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
     n, m = X.shape
     j = np.arange(m)[None, :]
     beyond = j >= hi[:, None]
-    last = np.clip(hi - 1, 0, m - 1)[:, None]
+    last_col = np.clip(hi - 1, 0, m - 1)[:, None]
     extra = None
-    out = []
-    for a in (X, Y):
-        a = np.where(beyond, np.take_along_axis(a, last, 1), a)
-        if valid is not None:
-            a = _ffill(a, valid | beyond)
-        a64 = a.astype(np.float64)
-        a64[reverse] = a64[reverse, ::-1]
-        a64 = moduli.undo_output_filter(a64, S.sample_interval, S.time_constant, S.filter_slope)
-        a64[reverse] = a64[reverse, ::-1]
-        out.append(a64.astype(np.float32))
+    rows = np.zeros(0, np.int64)
     if valid is not None:
         bad = ~valid & ~beyond
-        if bad.any():
+        rows = np.flatnonzero(bad.any(1))
+        if rows.size:
             reach = max(1, S.lag_samples)
-            extra = bad.copy()
+            extra = np.zeros((n, m), bool)
+            spread = bad[rows].copy()
             for s_ in range(1, reach + 1):
-                extra[:, s_:] |= bad[:, :-s_]
-                extra[:, :-s_] |= bad[:, s_:]
+                spread[:, s_:] |= bad[rows, :-s_]
+                spread[:, :-s_] |= bad[rows, s_:]
+            extra[rows] = spread
+    out = []
+    for a in (X, Y):
+        a = a.astype(np.float32)  # a copy
+        np.copyto(a, np.take_along_axis(a, last_col, 1), where=beyond)
+        if rows.size:
+            a[rows] = _ffill(a[rows], ~bad[rows])
+        if reverse.any():
+            a[reverse] = a[reverse, ::-1]
+        a = moduli.undo_output_filter(a, S.sample_interval, S.time_constant, S.filter_slope)
+        if reverse.any():
+            a[reverse] = a[reverse, ::-1]
+        out.append(a)
     return out[0], out[1], extra
 
 
@@ -810,7 +816,7 @@ def _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_inde
         if ci_method == "bootstrap":
             seed = int(options.get("seed") or 0)
             nb = int(options.get("bootstrap_samples") or 1000)
-            gabs = np.hypot(e_storage.astype(np.float64), e_loss) * shear
+            gabs = np.hypot(e_storage, e_loss) * np.float32(shear)
             stats_e = {
                 "E_storage": statistics.bootstrap_interval(e_storage, member, nb, seed=seed),
                 "E_loss": statistics.bootstrap_interval(e_loss, member, nb, seed=seed + 1),
@@ -843,8 +849,7 @@ def _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_inde
         out["sei_thickness_ci_high"] = ("window", h_, {"units": "m"})
         out["sei_thickness_n"] = ("window", c_.astype(np.int64), {})
         if e_storage is not None:
-            g, dens, bw = statistics.density_from_profiles(
-                np.hypot(e_storage.astype(np.float32), e_loss) * np.float32(shear), member)
+            g, dens, bw = statistics.density_from_profiles(e_storage, e_loss, shear, member)
         else:
             g, dens, bw = acc.density()
         crd["g"] = ("g", g, {"units": "log10(Pa)", "long_name": "log10 |G*|"})

@@ -36,7 +36,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as _stats
+from scipy import special
 
 from ..errors import CalibrationError
 
@@ -273,43 +273,52 @@ def smooth_histogram(hist, n, bw, idx):
     return out
 
 
-def density_from_profiles(g_abs, member):
+def density_from_profiles(e_storage, e_loss, shear: float, member):
     """(g grid, density (groups, z, g), bandwidth) of log10 |G*| from per-ramp profiles in memory.
 
-    :param g_abs: (ramps, z) |G*| (NaN where no data); :param member: (groups, ramps) accepted members
+    :param e_storage, e_loss: (ramps, z) E' and E'' (NaN where no data); |G*| = shear · |E*|
+    :param member: (groups, ramps) accepted members.  Temporaries stay the size of one group.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lg = np.log10(np.asarray(g_abs, np.float32))
-    used = np.asarray(member, bool).any(0)
-    vals = lg[used]
-    fin = np.isfinite(vals)
-    n_g, n_z = member.shape[0], g_abs.shape[1]
+    member = np.asarray(member, bool)
+    n_g, n_z = member.shape[0], e_storage.shape[1]
+
+    def log_g(rows):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log10(np.hypot(e_storage[rows], e_loss[rows]) * np.float32(shear))
+
+    used = np.flatnonzero(member.any(0))
+    sample = log_g(used[:: max(1, len(used) // 2000)])  # the g range from up to 2000 ramps
+    fin = np.isfinite(sample)
     if not fin.any():
         g = np.arange(2.0, 9.0 + KDE_STEP / 2, KDE_STEP)
         return g, np.full((n_g, n_z, len(g)), np.nan, np.float32), np.full((n_g, n_z), KDE_MIN_BANDWIDTH)
-    hi = float(np.quantile(vals[fin], 1 - KDE_TAIL))
+    hi = float(np.quantile(sample[fin], 1 - KDE_TAIL))
     lo, hi = hi - KDE_DECADES - KDE_MARGIN * KDE_BIN, hi + KDE_MARGIN * KDE_BIN
     start = math.floor(lo / KDE_BIN) * KDE_BIN
     nb = int(math.ceil((hi - start) / KDE_BIN)) + 1
-    counts, bws = [], []
+    hists, counts, bws = [], [], []
+    zi = (np.arange(n_z, dtype=np.int64) * nb)[None, :]
+    zi = zi.astype(np.int32)
     for gi in range(n_g):
-        v = lg[member[gi]]
+        v = log_g(np.flatnonzero(member[gi]))
         f = np.isfinite(v)
-        v0 = np.where(f, v, 0).astype(np.float64)
+        np.copyto(v, 0, where=~f)
         c = f.sum(0).astype(np.float64)
         counts.append(c)
-        bws.append(scott_bandwidth(c, v0.sum(0), (v0 * v0).sum(0)))
+        bws.append(scott_bandwidth(c, v.sum(0, dtype=np.float64), np.einsum("ij,ij->j", v, v, dtype=np.float64)))
+        v -= np.float32(start)
+        v *= np.float32(1 / KDE_BIN)
+        b = np.floor(v, out=v).astype(np.int32)
+        del v
+        f &= (b >= 0) & (b < nb)  # outside the g range: left out of the density
+        b += zi
+        hists.append(np.bincount(b[f], minlength=n_z * nb).reshape(n_z, nb).astype(np.float32))
+        del b, f
     bw = np.stack(bws)
     idx, g = kde_grid(start, nb, float(np.max(np.where(np.stack(counts) > 0, bw, 0))))
     out = np.empty((n_g, n_z, len(g)), np.float32)
-    zi = (np.arange(n_z) * nb)[None, :]
     for gi in range(n_g):
-        v = lg[member[gi]]
-        f = np.isfinite(v)
-        b = np.floor((np.where(f, v, start) - start) / KDE_BIN).astype(np.int64)
-        f &= (b >= 0) & (b < nb)  # outside the g range: left out of the density
-        hist = np.bincount((b + zi)[f], minlength=n_z * nb).reshape(n_z, nb)
-        out[gi] = smooth_histogram(hist, counts[gi], bw[gi], idx)
+        out[gi] = smooth_histogram(hists[gi], counts[gi], bw[gi], idx)
     return g, out, bw
 
 
@@ -319,7 +328,7 @@ def t_interval(n, s1, s2, level: float = 0.95):
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s1 / n
         var = np.maximum(s2 - n * mean * mean, 0.0) / (n - 1)
-        half = _stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * np.sqrt(var / n)
+        half = special.stdtrit(np.maximum(n - 1, 1), 0.5 + level / 2) * np.sqrt(var / n)
     mean = np.where(n > 0, mean, np.nan)
     half = np.where(n > 1, half, np.nan)
     return mean, mean - half, mean + half, n.astype(np.int64)
@@ -362,8 +371,8 @@ def bootstrap_interval(values, member, samples: int = 1000, level: float = 0.95,
         with np.errstate(invalid="ignore", divide="ignore"):
             boot = np.sort((w @ v0) / (w @ fin), axis=0)  # NaN (no value in a resample) sorts last
             nc = np.maximum(cnt, 2).astype(np.float64)
-            tq = _stats.t.ppf(0.5 + level / 2, nc - 1) * np.sqrt(nc / (nc - 1))
-            alpha = 2 * _stats.norm.sf(tq)
+            tq = special.stdtrit(nc - 1, 0.5 + level / 2) * np.sqrt(nc / (nc - 1))
+            alpha = 2 * special.ndtr(-tq)
         nf = np.isfinite(boot).sum(0)
         for q, out in ((alpha / 2, lo), (1 - alpha / 2, hi)):
             pos = q * np.maximum(nf - 1, 0)

@@ -1,0 +1,162 @@
+"""Speed of the 1D-NRM pipeline (a benchmark, not a test): prints tables for docs/pipeline.md.
+
+    python benchmarks/bench_pipeline.py                 # in-memory stages + nanite comparison
+    python benchmarks/bench_pipeline.py --e2e           # also: 16 384 x 1024 grid file, nrm process end to end
+
+1. In memory, realistic simulated ramps of 1024 samples: the contact method alone, and contact + depth +
+   lateral + derivative + moduli + SEI thickness (the pipeline's per-chunk work), 1 and 2 threads.
+2. nanite's contact-point methods (``fit_constant_line``, ``deviation_from_baseline``) on the same ramps,
+   one call per ramp: speed and accuracy against the simulator's ideal two-line intersection.
+3. ``nrm process`` on a 16 384-ramp Nanonis grid file: wall time and peak RSS against the file size.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def best_of(fn, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ramps", type=int, default=8192, help="ramps for the in-memory benchmark")
+    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--nanite", type=int, default=300, help="ramps for nanite's fit_constant_line (slow)")
+    ap.add_argument("--e2e", action="store_true", help="also the 16 384 x 1024 file end to end")
+    args = ap.parse_args()
+
+    import nrm_plugins.pipeline  # noqa: F401
+    from nrm_plugins import simulate
+    from nrm_plugins.pipeline import contact
+
+    proc = sys.modules["nrm_plugins.pipeline.process"]
+    nx = 128
+    ny = max(1, args.ramps // nx)
+    sim = simulate.simulate("realistic", nx=nx, ny=ny, seed=1, windows=[[0.005, 2.0]])
+    ds = sim.model.load()
+    n = ds.sizes["ramp"]
+    cal = sim.calibration.copy()
+    cal.set("lockin", "time_constant", 0.0)  # the optional lag correction is benchmarked apart
+    cal = cal.resolve(ds)
+    S = proc._settings(ds, cal, {}, [])
+    arr = proc._load(ds)
+    chunks = [slice(s, min(n, s + args.chunk)) for s in range(0, n, args.chunk)]
+    print(f"{n} realistic ramps x {ds.sizes['sample']} samples; chunks of {args.chunk}; {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.2f}\n")
+
+    # oriented nm arrays for the contact method alone
+    x = ((arr["piezo"] - arr["piezo"][:, :1]) * 1e9).astype(np.float32)
+    y = arr["deflection"] * np.float32(S.deflection_scale)
+
+    def contact_all(workers):
+        def one(sl):
+            return contact.two_line(x[sl], y[sl])
+        if workers == 1:
+            for sl in chunks:
+                one(sl)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(one, chunks))
+
+    def pipeline_all(workers):
+        def one(sl):
+            return proc._chunk({k: v[sl] for k, v in arr.items()}, S)
+        if workers == 1:
+            for sl in chunks:
+                one(sl)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(one, chunks))
+
+    rows = []
+    for name, fn in (("contact point (two-line)", contact_all),
+                     ("contact + depth + derivative + moduli + SEI", pipeline_all)):
+        for w in (1, 2):
+            t = best_of(lambda: fn(w))
+            rows.append((name, w, n / t, t / n * 1e6))
+    print(f"{'stage':<46} {'threads':>7} {'ramps/s':>10} {'us/ramp':>9}")
+    for name, w, rate, us in rows:
+        print(f"{name:<46} {w:>7} {rate:>10.0f} {us:>9.1f}")
+
+    # ---- nanite on the same ramps
+    print()
+    try:
+        from nanite import poc as npoc
+    except ImportError:
+        print("nanite not installed: comparison skipped")
+    else:
+        truth = sim.truth.contact_ideal.values
+        piezo = arr["piezo"]
+        force = arr["deflection"].astype(np.float64) * cal.get("normal", "invols") * cal.get("normal", "spring_constant")
+        ours = np.concatenate([contact.two_line(x[sl], y[sl])["position"] for sl in chunks])
+        ours_err = np.abs(ours * 1e-9 + piezo[:, 0] - truth) * 1e9
+        t_ours = best_of(lambda: contact_all(1))
+        print(f"{'contact method':<34} {'ramps':>6} {'ramps/s':>10} {'vs two-line':>12} {'median |err|':>13} {'p95 |err|':>10}")
+        print(f"{'two-line (this pipeline, 1 thread)':<34} {n:>6} {n / t_ours:>10.0f} {'1':>12} "
+              f"{np.median(ours_err):>10.3f} nm {np.percentile(ours_err, 95):>7.3f} nm")
+        for name, fn, m in (("nanite deviation_from_baseline", npoc.poc_deviation_from_baseline, min(n, 4096)),
+                            ("nanite fit_constant_line", npoc.poc_fit_constant_line, min(n, args.nanite))):
+            idx = np.empty(m)
+            t = time.perf_counter()
+            for i in range(m):
+                idx[i] = fn(force[i])
+            dt = time.perf_counter() - t
+            ok = np.isfinite(idx)
+            pos = np.full(m, np.nan)
+            pos[ok] = piezo[np.flatnonzero(ok), idx[ok].astype(int)]
+            err = np.abs(pos - truth[:m]) * 1e9
+            rate = m / dt
+            print(f"{name:<34} {m:>6} {rate:>10.0f} {rate / (n / t_ours):>12.2g} "
+                  f"{np.nanmedian(err):>10.3f} nm {np.nanpercentile(err, 95):>7.3f} nm   ({(~ok).sum()} failed)")
+
+    if args.e2e:
+        end_to_end()
+
+
+def end_to_end():
+    """16 384 x 1024 Nanonis grid written by the simulator, then `nrm process` in a fresh interpreter."""
+    from nrm_plugins import simulate
+
+    print()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sim = simulate.simulate("realistic", nx=128, ny=128, seed=2, windows=[[0.005, 2.0]])
+        paths = sim.write(tmp)
+        del sim
+        size = paths["data"].stat().st_size
+        out = tmp / "results.nc"
+        cmd = [sys.executable, "-m", "nrm_plugins", "process", str(paths["data"]), "--windows",
+               "1.5:2.0,1.0:1.5,0.5:1.0,0.005:0.5", "-o", str(out), "--quiet"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        if done.returncode:
+            print(done.stdout, done.stderr)
+            raise SystemExit("nrm process failed")
+        print(done.stdout.strip().splitlines()[0])
+        print(f"{'end to end (read, process, write)':<36} {'file':>9} {'wall':>7} {'peak RSS':>9} {'RSS/file':>9}")
+        print(f"{'16 384 x 1024 grid (.3ds)':<36} {size / 2**20:>6.0f} MiB {wall:>5.2f} s {rss / 2**20:>5.0f} MiB "
+              f"{rss / size:>9.2f}   (child maxrss before: {before / 1024:.0f} MiB)")
+        print(f"{'results':<36} {out.stat().st_size / 2**20:>6.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
