@@ -24,8 +24,9 @@ Algorithm (all ramps at once, a fixed number of iterations, no loop per ramp):
    stays inside the region and the line is fitted to all of it, as the ideal construction does.
 3. Free baseline: the first half of the blocks before the contact region gives a first line; then, up to
    eight times (until nothing changes): the free region ends
-   at the first pair of blocks both more than ``threshold`` standard deviations above or below the
-   line (the *first deflection rise*), less a margin of ``baseline_margin`` of its length (at least one
+   at the first run of three blocks all more than ``region_threshold`` standard deviations off the
+   line (the *first deflection rise*; three, so that noise alone ends it with a probability of about
+   10⁻⁸ per block), less a margin of ``baseline_margin`` of its length (at least one
    block) so that the gradual start of a soft layer does not tilt the line; outliers are left out.
 4. Intersection of the two lines, with its 1-sigma uncertainty from the two fits' covariances.
 
@@ -232,8 +233,8 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
         out &= vb
         dev &= vb
         pair = dev.copy()
-        pair[:, :-1] &= dev[:, 1:]  # this block and the next one both off the line
-        pair[:, -1] = False
+        pair[:, :-2] &= dev[:, 1:-1] & dev[:, 2:]  # this block and the next two all off the line
+        pair[:, -2:] = False
         pair &= bidx >= first[:, None]
         anyp = pair.any(1)
         free_end = np.where(anyp, np.argmax(pair, axis=1), last + 1)  # first rise (block index)
