@@ -40,11 +40,10 @@ def main():
     ap.add_argument("--e2e", action="store_true", help="also the 16 384 x 1024 file end to end")
     args = ap.parse_args()
 
-    import nrm_plugins.pipeline  # noqa: F401
-    from nrm_plugins import simulate
+    from nrm_plugins import pipeline, simulate
     from nrm_plugins.pipeline import contact
 
-    proc = sys.modules["nrm_plugins.pipeline.process"]
+    proc = sys.modules[pipeline.__name__ + ".process"]  # the module (the package exports the function)
     nx = 128
     ny = max(1, args.ramps // nx)
     sim = simulate.simulate("realistic", nx=nx, ny=ny, seed=1, windows=[[0.005, 2.0]])
@@ -63,9 +62,7 @@ def main():
     x = ((arr["piezo"] - arr["piezo"][:, :1]) * 1e9).astype(np.float32)
     y = arr["deflection"] * np.float32(S.deflection_scale)
 
-    def contact_all(workers):
-        def one(sl):
-            return contact.two_line(x[sl], y[sl])
+    def run_all(one, workers):
         if workers == 1:
             for sl in chunks:
                 one(sl)
@@ -73,15 +70,11 @@ def main():
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(one, chunks))
 
+    def contact_all(workers):
+        run_all(lambda sl: contact.two_line(x[sl], y[sl]), workers)
+
     def pipeline_all(workers):
-        def one(sl):
-            return proc._chunk({k: v[sl] for k, v in arr.items()}, S)
-        if workers == 1:
-            for sl in chunks:
-                one(sl)
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(one, chunks))
+        run_all(lambda sl: proc._chunk({k: v[sl] for k, v in arr.items()}, S), workers)
 
     rows = []
     for name, fn in (("contact point (two-line)", contact_all),

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings as _warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -247,20 +246,18 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
     if bar is not None:
         bar.close()
 
-    flags[(flags & SEI_TOP) & 0 != 0] |= 0
     ok = (flags & REJECT_MASK) == 0
     flag_text, counts = _flag_texts(flags, ok)
     sei_top = int(((flags & SEI_TOP) != 0).sum())
     if sei_top:
         warn.append(f"{sei_top} ramp(s): lateral response above the noise at the top of the profile "
                     f"(z_max = {S.z_max:g} nm); their SEI thickness is NaN")
-    slope_ratio = np.nanmedian(np.where(ok, per_ramp["contact_slope"], np.nan)) if ok.any() else np.nan
-    _check_invols(ds, per_ramp, ok, S, warn)
+    _check_invols(per_ramp, ok, S, warn)
 
     return _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_index, ok, flag_text,
                      counts, g_interval, e_storage if keep_profiles else None,
                      e_loss if keep_profiles else None, e_storage, e_loss, forces, warn, phase_info,
-                     potential_source, ci_method, slope_ratio)
+                     potential_source, ci_method)
 
 
 def derive(results: xr.Dataset, name: str) -> xr.DataArray:
@@ -742,7 +739,7 @@ def _flag_texts(flags, ok):
     return text, counts
 
 
-def _check_invols(ds, per_ramp, ok, S, warn):
+def _check_invols(per_ramp, ok, S, warn):
     """Warn when the constant-compliance slope is not -1 m/m (InvOLS inconsistent with the data)."""
     if not ok.any():
         return
@@ -755,7 +752,7 @@ def _check_invols(ds, per_ramp, ok, S, warn):
 
 def _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_index, ok, flag_text, counts,
               g_interval, e_storage_out, e_loss_out, e_storage, e_loss, forces, warn, phase_info,
-              potential_source, ci_method, slope_ratio):
+              potential_source, ci_method):
     n = len(ok)
     z = np.arange(S.n_z) * S.z_step * 1e-9
     ramp_coords = {}
