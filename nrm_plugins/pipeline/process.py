@@ -546,12 +546,10 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         wbg = wbg & valid_l
         X = np.where(valid_l, X, 0.0).astype(np.float32)
         Y = np.where(valid_l, Y, 0.0).astype(np.float32)
-    bg = _background(X, Y, wbg)
     # the background region must be free liquid: its two halves agree within the noise (a ramp that
     # starts inside a soft layer shows the layer response changing there)
-    half = j < (i_bg // 2)[:, None]
-    bg1 = _background(X, Y, wbg & half)
-    bg2 = _background(X, Y, wbg & ~half)
+    parts = _background(X, Y, wbg, j < (i_bg // 2)[:, None])
+    bg, bg1, bg2 = parts["all"], parts["first"], parts["second"]
     with np.errstate(invalid="ignore", divide="ignore"):
         n1, n2 = bg1["n"], bg2["n"]
         sig = np.minimum(bg1["sigma"], bg2["sigma"])  # a trend inflates the spread of the whole region
@@ -643,25 +641,39 @@ def _contact(x, y, valid, weighted_rows, S):
     return out
 
 
-def _background(X, Y, w):
-    """Mean and noise of X, Y over the weighted samples (centred on the first sample for precision)."""
+def _background(X, Y, w, half):
+    """Mean and noise of X, Y over the weighted samples ``w``, and over its two parts ``w & half`` and
+    ``w & ~half`` (one pass; sums centred on each row's first sample for precision)."""
     wf = w.astype(np.float32)
-    n = wf.sum(1)
     x0 = X[:, :1]
     y0 = Y[:, :1]
     xc = (X - x0) * wf
     yc = (Y - y0) * wf
-    sx = xc.sum(1, dtype=np.float64)
-    sy = yc.sum(1, dtype=np.float64)
-    sxx = np.einsum("ij,ij->i", xc, xc, dtype=np.float64)
-    syy = np.einsum("ij,ij->i", yc, yc, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mx, my = sx / n, sy / n
-        vx = (sxx - sx * mx) / (n - 1)
-        vy = (syy - sy * my) / (n - 1)
-    sigma = np.sqrt(np.maximum(0.5 * (vx + vy), 0.0))
-    return {"x": (mx + x0[:, 0]).astype(np.float32), "y": (my + y0[:, 0]).astype(np.float32),
-            "sigma": sigma, "n": n}
+    hf = half.astype(np.float32)
+    sums = {}
+    for key, weight in (("all", None), ("first", hf)):
+        if weight is None:
+            n = wf.sum(1, dtype=np.float64)
+            sx, sy = xc.sum(1, dtype=np.float64), yc.sum(1, dtype=np.float64)
+            sxx = np.einsum("ij,ij->i", xc, xc, dtype=np.float64)
+            syy = np.einsum("ij,ij->i", yc, yc, dtype=np.float64)
+        else:
+            n = np.einsum("ij,ij->i", wf, weight, dtype=np.float64)
+            xh, yh = xc * weight, yc * weight
+            sx, sy = xh.sum(1, dtype=np.float64), yh.sum(1, dtype=np.float64)
+            sxx = np.einsum("ij,ij->i", xh, xc, dtype=np.float64)
+            syy = np.einsum("ij,ij->i", yh, yc, dtype=np.float64)
+        sums[key] = (n, sx, sy, sxx, syy)
+    sums["second"] = tuple(a - b for a, b in zip(sums["all"], sums["first"]))
+    out = {}
+    for key, (n, sx, sy, sxx, syy) in sums.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mx, my = sx / n, sy / n
+            vx = (sxx - sx * mx) / (n - 1)
+            vy = (syy - sy * my) / (n - 1)
+        out[key] = {"x": (mx + x0[:, 0]).astype(np.float32), "y": (my + y0[:, 0]).astype(np.float32),
+                    "sigma": np.sqrt(np.maximum(0.5 * (vx + vy), 0.0)), "n": n}
+    return out
 
 
 def _lag_correct(X, Y, valid, reverse, hi, S):
@@ -705,15 +717,32 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
 
 
 def _to_output(a, S):
-    """Internal (falling) grid → the results' grid (rising z, step z_step) by linear interpolation."""
-    w = S.out_w
-    a0 = np.take(a, S.out_j0, axis=1)
-    exact = w == 0
-    if exact.all():
-        return a0
-    a1 = np.take(a, S.out_j0 + 1, axis=1)
-    out = a0 * (1 - w) + a1 * w
-    out[:, exact] = a0[:, exact]
+    """Internal (falling) grid → the results' grid (rising z, step z_step) by linear interpolation.
+
+    The output points of one phase (k mod ratio) take consecutive internal points in reverse order with
+    one weight, so each phase is two strided views of ``a`` (no gather)."""
+    n = a.shape[0]
+    ratio = max(1, int(round(S.step / S.z_step)))
+    out = np.empty((n, S.n_z), a.dtype)
+
+    def rev(first, count):  # internal points first, first-1, ..., count of them
+        stop = first - count
+        return a[:, first:(stop if stop >= 0 else None):-1]
+
+    for p in range(ratio):
+        j0 = S.out_j0[p::ratio]
+        if len(j0) == 0:
+            continue
+        if np.any(np.diff(j0) != -1):  # not the regular layout: gather
+            w = S.out_w[p::ratio]
+            out[:, p::ratio] = np.take(a, j0, axis=1) * (1 - w) + np.take(a, j0 + 1, axis=1) * w
+            continue
+        w = float(S.out_w[p])
+        lower = rev(int(j0[0]), len(j0))
+        if w == 0:
+            out[:, p::ratio] = lower
+        else:
+            out[:, p::ratio] = lower * np.float32(1 - w) + rev(int(j0[0]) + 1, len(j0)) * np.float32(w)
     return out
 
 
