@@ -26,3 +26,18 @@ def real_file(relative: str) -> Path:
 def real():
     """``real("nanonis/Z-Spectroscopy002.dat")`` → Path, skipping when shared/ is absent."""
     return real_file
+
+
+def gwyddion_convert(path, out):
+    """Gwyddion 2.62's own decode of ``path``: ``gwyddion --convert-to-gwy=out path`` read with gwyfile.
+
+    Skips with the reason when the Debian ``gwyddion`` program is absent (CI installs it).
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("gwyddion") is None:
+        pytest.skip("the gwyddion binary (Debian package gwyddion 2.62) is not installed")
+    gwyfile = pytest.importorskip("gwyfile")
+    subprocess.run(["gwyddion", f"--convert-to-gwy={out}", str(path)], check=True, capture_output=True, timeout=120)
+    return gwyfile.load(str(out))

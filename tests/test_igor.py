@@ -1,8 +1,6 @@
 """Asylum/Igor reader: real MFP-3D force curves against igor2's raw wave, afmformats and Gwyddion 2.62."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ import nrm_plugins as nrm
 from nrm_plugins.model import validate
 from nrm_plugins.readers import igor
 
-from conftest import real_file
+from conftest import gwyddion_convert, real_file
 
 FILES = {  # file: (directions, samples per segment) from the note's Indexes/Direction
     "asylum/fmt-igor-fd_SiN_FD_plot.ibw": (["approach", "retract"], [1009, 1007]),
@@ -85,13 +83,9 @@ def test_against_afmformats(name):
 @pytest.mark.parametrize("name", list(FILES))
 def test_against_gwyddion(name, tmp_path):
     """Gwyddion 2.62 shows each column as a graph against time, listing the samples last first."""
-    if shutil.which("gwyddion") is None:
-        pytest.skip("the gwyddion binary (Debian package gwyddion 2.62) is not installed")
-    gwyfile = pytest.importorskip("gwyfile")
     path = real_file(name)
-    out = tmp_path / "w.gwy"
-    subprocess.run(["gwyddion", f"--convert-to-gwy={out}", str(path)], check=True, capture_output=True, timeout=120)
-    graphs = {g["title"]: g["curves"][0] for k, g in gwyfile.load(str(out)).items() if k.startswith("/0/graph/graph/")}
+    loaded = gwyddion_convert(path, tmp_path / "w.gwy")
+    graphs = {g["title"]: g["curves"][0] for k, g in loaded.items() if k.startswith("/0/graph/graph/")}
     ds = nrm.open(path)
     for title, var, sign in (("Defl", "deflection", 1), ("ZSnsr", "piezo", -1), ("Raw", "Raw", 1)):
         theirs = np.asarray(graphs[title]["ydata"])[::-1]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import warnings
 import zipfile
 
@@ -13,7 +12,7 @@ import nrm_plugins as nrm
 from nrm_plugins.model import validate
 from nrm_plugins.readers import jpk
 
-from conftest import real_file
+from conftest import gwyddion_convert, real_file
 
 FILES = {  # file: (curves, samples per segment)
     "jpk/fmt-jpk-fd_spot3-0192.jpk-force": (1, 2000),
@@ -132,13 +131,9 @@ def test_calibration_file_against_gwyddion(tmp_path):
     Gwyddion lists each curve by increasing abscissa (the approach reversed) and its abscissa is the
     calibrated height less a constant (Gwyddion leaves out the vendor's offsets: 7.000007e-5 m here).
     """
-    if shutil.which("gwyddion") is None:
-        pytest.skip("the gwyddion binary (Debian package gwyddion 2.62) is not installed")
-    gwyfile = pytest.importorskip("gwyfile")
     path = real_file(CALIBRATION_FILE)
-    out = tmp_path / "cal.gwy"
-    subprocess.run(["gwyddion", f"--convert-to-gwy={out}", str(path)], check=True, capture_output=True, timeout=120)
-    graphs = {g["title"]: g for k, g in gwyfile.load(str(out)).items() if k.startswith("/0/graph/graph/")}
+    loaded = gwyddion_convert(path, tmp_path / "cal.gwy")
+    graphs = {g["title"]: g for k, g in loaded.items() if k.startswith("/0/graph/graph/")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = nrm.open(path)

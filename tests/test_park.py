@@ -2,9 +2,7 @@
 images against Gwyddion 2.62 (psia module). The Park files are AGPL: read from ../shared, never copied."""
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ import nrm_plugins as nrm
 from nrm_plugins.model import validate
 from nrm_plugins.readers import park
 
-from conftest import real_file
+from conftest import gwyddion_convert, real_file
 
 FORCE = "park/ForceCurve_009.tiff"
 IMAGES = ["park/ForceCurve_009.tiff", "park/Park_20210916_034.tiff", "park/example_ps.tiff"]
@@ -142,13 +140,9 @@ def test_positions_and_image(force):
 @pytest.mark.gwyddion
 @pytest.mark.parametrize("name", IMAGES)
 def test_images_against_gwyddion(name, tmp_path):
-    if shutil.which("gwyddion") is None:
-        pytest.skip("the gwyddion binary (Debian package gwyddion 2.62) is not installed")
-    gwyfile = pytest.importorskip("gwyfile")
     path = real_file(name)
-    out = tmp_path / "image.gwy"
-    subprocess.run(["gwyddion", f"--convert-to-gwy={out}", str(path)], check=True, capture_output=True, timeout=120)
-    container = gwyfile.load(str(out))
+    loaded = gwyddion_convert(path, tmp_path / "image.gwy")
+    container = loaded
     field = container["/0/data"]
     ds = nrm.open(path)
     images = [v for v in ds.data_vars if ds[v].dims == ("row", "col")]
