@@ -41,3 +41,32 @@ def gwyddion_convert(path, out):
     gwyfile = pytest.importorskip("gwyfile")
     subprocess.run(["gwyddion", f"--convert-to-gwy={out}", str(path)], check=True, capture_output=True, timeout=120)
     return gwyfile.load(str(out))
+
+
+def images_in_chromium(html, tmp_path) -> tuple[int, int]:
+    """Open ``html`` in real headless Chromium; return (images loaded with a width, images on the page).
+
+    Skips with the reason when the Debian ``chromium`` program is absent (CI installs it).
+    """
+    import re
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium binary on PATH (Debian package 'chromium')")
+    check = ("<script>window.addEventListener('load',function(){var im=document.images,n=0;for(var i=0;i<im.length;"
+             "i++){if(im[i].complete&&im[i].naturalWidth>0)n++;}document.body.dataset.imagesLoaded=n;"
+             "document.body.dataset.imagesTotal=im.length;});</script>")
+    page = Path(tmp_path) / "page.html"
+    page.write_text(Path(html).read_text(encoding="utf-8").replace("</body>", check + "</body>"), encoding="utf-8")
+    run = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={Path(tmp_path) / 'profile'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    body = re.search(r"<body[^>]*>", run.stdout)
+    assert body, run.stderr[-2000:]
+    loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
+    total = re.search(r'data-images-total="(\d+)"', body.group(0))
+    assert loaded and total, body.group(0)
+    return int(loaded.group(1)), int(total.group(1))

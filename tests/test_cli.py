@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 import nrm_plugins as nrm
 from nrm_plugins.cli import build_parser

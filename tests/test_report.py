@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -23,6 +22,8 @@ from scipy.ndimage import gaussian_filter1d
 import nrm_plugins as nrm
 from nrm_plugins.calibration import Calibration
 from nrm_plugins.reporting import access, figures, layers, raw
+
+from conftest import images_in_chromium
 
 WINDOWS = [(1.5, 2.0), (1.0, 1.5), (0.5, 1.0), (0.005, 0.5)]
 LABELS = ["1.5-2.0V", "1.0-1.5V", "0.5-1.0V", "0.005-0.5V"]
@@ -410,28 +411,9 @@ def test_html_is_self_contained_and_complete(built):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHECK = ("<script>window.addEventListener('load',function(){var im=document.images,n=0;for(var i=0;i<im.length;"
-         "i++){if(im[i].complete&&im[i].naturalWidth>0)n++;}document.body.dataset.imagesLoaded=n;"
-         "document.body.dataset.imagesTotal=im.length;});</script>")
-
-
 def test_html_renders_with_every_image_in_headless_chromium(built, tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("no chromium binary on PATH (Debian package 'chromium')")
     _, _, _, _, html = built
-    page = tmp_path / "page.html"
-    page.write_text(Path(html).read_text(encoding="utf-8").replace("</body>", CHECK + "</body>"), encoding="utf-8")
-    run = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--disable-component-update", "--disable-sync", "--no-first-run",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
-    body = re.search(r"<body[^>]*>", run.stdout)
-    assert body, run.stderr[-2000:]
-    loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
-    total = re.search(r'data-images-total="(\d+)"', body.group(0))
-    assert loaded and total, body.group(0)
-    assert int(total.group(1)) == 9 and int(loaded.group(1)) == 9
+    assert images_in_chromium(html, tmp_path) == (9, 9)
 
 
 def test_report_without_raw_data_or_windows_says_so(tmp_path):

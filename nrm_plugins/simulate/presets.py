@@ -6,7 +6,7 @@ preset, then the caller's overrides.  ``docs/simulator.md`` has the same numbers
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def piezo_sign(z: np.ndarray, directions, contact: np.ndarray | None, time_order
             change = np.nanmedian(last - first) if np.isfinite(last - first).any() else np.nan
             if np.isfinite(change) and change != 0:
                 sign = -1 if change > 0 else 1
-                return sign, (f"the height grows along the approach segments, so piezo = -height" if sign < 0
+                return sign, ("the height grows along the approach segments, so piezo = -height" if sign < 0
                               else "the height shrinks along the approach segments, so piezo = height")
     if contact is None:
         return None, "no approach segment in acquisition order and no deflection/force channel"

@@ -334,7 +334,7 @@ def _spectroscopy(path, spec, blob):
     halves = [(0, n_fwd, "approach")] + ([(n_fwd, n_pts, "retract")] if n_fwd < n_pts else [])
 
     # the vendor repeats the last sample to fill a half that stopped early: those repeats are not data
-    pieces, lengths, directions, index = [], [], [], []
+    pieces, lengths, directions = [], [], []
     for start, stop, direction in halves:
         part = data[:, :, start:stop]
         same = np.all(part[:, :, 1:] == part[:, :, :-1], axis=1)  # (curve, n-1): sample equal to the previous
