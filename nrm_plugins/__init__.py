@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import CalibrationError, ModelError, NRMError, PluginError, ReaderError, WriterError
+from . import accessor as _accessor  # noqa: F401 - registers ds.nrm
 from .model import ROLES, assign_roles, validate
 from .plugins import get_plugin_manager
 

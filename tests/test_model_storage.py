@@ -114,3 +114,14 @@ def test_written_model_passes_the_contract_checker(tmp_path):
 def test_writer_by_unknown_suffix_is_a_clear_error(tmp_path):
     with pytest.raises(nrm.WriterError, match=r"no writer for the suffix '\.xyz'"):
         nrm.save(make_model(), tmp_path / "out.xyz")
+
+
+def test_accessor_reads_like_the_api(tmp_path):
+    ds = make_model()
+    assert ds.nrm.roles == ["piezo", "deflection"]
+    out = ds.nrm.assign_roles({"lateral_x": "Input 3 (V)", "lateral_y": "Input 4 (V)"})
+    assert out.nrm.roles == ["piezo", "deflection", "lateral_x", "lateral_y"]
+    with pytest.raises(nrm.ModelError, match="lateral_x"):
+        ds.nrm.validate(["lateral_x"])
+    out.nrm.save(tmp_path / "a.nc")
+    np.testing.assert_array_equal(nrm.open(tmp_path / "a.nc")["lateral_y"].values, ds["Input_4"].values)
