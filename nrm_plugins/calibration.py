@@ -220,6 +220,11 @@ class Calibration:
                     continue
                 if math.isfinite(value) and value > 0:
                     new.set(section, key, value, origin=f"data file attribute {attr}")
+        # a lateral channel that says where its volts are measured (e.g. Nanonis' internal demodulator)
+        lateral = ds.data_vars.get("lateral_x") if hasattr(ds, "data_vars") else None
+        recorded = lateral.attrs.get("lockin_signal") if lateral is not None else None
+        if not new.has("lockin", "signal") and recorded in CHOICES["lockin", "signal"]:
+            new.set("lockin", "signal", recorded, origin="data file (lateral_x attribute lockin_signal)")
         for section, keys in SCHEMA.items():
             for key, (_, default, _, _) in keys.items():
                 if not new.has(section, key) and default not in (REQUIRED, FROM_FILE, None):

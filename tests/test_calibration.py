@@ -89,3 +89,14 @@ def test_parse_windows():
     assert parse_windows("1.5:2.0, 1.0:1.5") == [[1.5, 2.0], [1.0, 1.5]]
     with pytest.raises(CalibrationError, match="not lo:hi"):
         parse_windows("1.5-2.0")
+
+
+def test_lockin_signal_recorded_by_the_reader_is_used_unless_given():
+    import numpy as np
+
+    ds = ramps_dataset({"lateral_x": (np.zeros((1, 2)), "V", "LI Demod 1 X (V)")})
+    ds["lateral_x"].attrs["lockin_signal"] = "input"
+    res = Calibration().resolve(ds)
+    assert res["lockin", "signal"] == "input" and "lockin_signal" in res.sources["lockin.signal"]
+    assert Calibration({"lockin": {"signal": "output"}}).resolve(ds)["lockin", "signal"] == "output"
+    assert Calibration().resolve(ds.drop_vars("lateral_x"))["lockin", "signal"] == "output"
