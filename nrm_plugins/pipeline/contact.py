@@ -22,12 +22,17 @@ Algorithm (all ramps at once, a fixed number of iterations, no loop per ramp):
    that slope; it ends where two consecutive local slopes are off (the kink to the layer), plus one block
    of margin.  Smooth curvature of the contact part (Hertz indentation of the electrode, piezo creep)
    stays inside the region and the line is fitted to all of it, as the ideal construction does.
-3. Free baseline: the first half of the blocks before the contact region gives a first line; then, up to
-   eight times (until nothing changes): the free region ends
-   at the first run of three blocks all more than ``region_threshold`` standard deviations off the
-   line (the *first deflection rise*; three, so that noise alone ends it with a probability of about
-   10⁻⁸ per block), less a margin of ``baseline_margin`` of its length (at least one
-   block) so that the gradual start of a soft layer does not tilt the line; outliers are left out.
+3. Free baseline.  Straight baselines: the first half of the blocks before the contact region gives a
+   first line; then, up to eight times (until nothing changes): the free region ends at the first run of
+   three blocks all more than ``region_threshold`` standard deviations off the line (the *first
+   deflection rise*; three, so that noise alone ends it with a probability of about 10⁻⁸ per block), less
+   a margin of ``baseline_margin`` of its length (at least one block) so that the gradual start of a soft
+   layer does not tilt the line; outliers are left out.  Curved baselines (optical interference, drag,
+   non-linear drift; :func:`_free_region`): a line over that whole free part would be a chord, and its
+   misfit ends the region early; there the baseline is the *local* line over ``baseline_window`` of
+   piezo travel before the rise, found with sliding local lines and a threshold scaled by their own misfit.
+   A ramp counts as curved when that misfit scale exceeds :data:`CURVED_BASELINE` or when the global line
+   stopped more than one local window before the local lines saw the rise.
 4. Intersection of the two lines, with its 1-sigma uncertainty from the two fits' covariances.
 
 Hard-contact points are thus selected by their position along the ramp (after the kink), never by their
@@ -45,6 +50,10 @@ FLAGS = {NO_BASELINE: "no free baseline", NO_CONTACT: "no hard contact", STARTS_
 
 MIN_FREE_BLOCKS = 4
 MIN_CONTACT_BLOCKS = 3
+MIN_BASELINE_BLOCKS = 6
+#: misfit scale of the local baseline lines (1 for a straight, noisy baseline) above which the baseline
+#: counts as curved and the local line is used instead of the line over the whole free part
+CURVED_BASELINE = 2.0
 
 
 def block_sums(x, y, weight=None, block: int = 8) -> dict:
@@ -148,9 +157,134 @@ class _Lines:
         return s, off
 
 
+def _free_region(L, vb, sig2, inv_c, first, kc, window, threshold, region_threshold, baseline_margin):
+    """Blocks of the local baseline line and the first deflection rise (block index), all ramps at once.
+
+    For every candidate end ``e`` of the free region, the line through the (up to) ``window`` usable blocks
+    before ``e`` predicts the blocks ``e, e+1, e+2``; the first rise is the first ``e`` whose three blocks
+    all lie on the same side of that line by more than ``region_threshold`` standard deviations (block noise
+    plus the line's prediction uncertainty), times the ramp's *misfit scale*: the robust spread (1.4826 ×
+    median |standardized residual|) of the third-block predictions over the far half of the candidates, at
+    least 1.  A straight, noisy baseline has a misfit scale of ≈ 1; a curved one (optical interference,
+    hydrodynamic drag near the surface) raises it, so smooth curvature over the baseline does not end the
+    free region early, while the layer's rise, which keeps growing, still does.  The baseline is then the
+    line through the ``window`` blocks before the rise less a margin (``baseline_margin`` of the window, at
+    least one block), without blocks more than ``threshold`` (scaled the same way) off it.  Being local, the
+    line is the tangent of a curved baseline near the layer, not a chord across the whole free travel.
+    """
+    n, nb = vb.shape
+    m5 = L.moments
+    cm = np.zeros((5, n, nb + 1))
+    np.cumsum(m5, axis=2, out=cm[:, :, 1:])
+    cb = np.zeros((n, nb + 1), np.int64)
+    np.cumsum(vb, axis=1, out=cb[:, 1:])
+    e = np.arange(nb + 1)[None, :]
+    a = np.minimum(np.maximum(first[:, None], e - window[:, None]), e)  # window [a, e)
+    sums = cm - np.take_along_axis(cm, np.broadcast_to(a[None], cm.shape), axis=2)
+    nwin = cb - np.take_along_axis(cb, a, axis=1)
+    cnt, sx, sy, sxx, sxy = sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x0 = sx / cnt
+        y0 = sy / cnt
+        cxx = sxx - sx * x0
+        slope = (sxy - sx * y0) / cxx
+    xm = L.xm.astype(np.float64)
+    ym = L.ym.astype(np.float64)
+
+    def standardized(t):
+        """Residual of block e+t from the line over [a_e, e), standardized, for e = 0..nb-1-t."""
+        j = slice(t, nb)
+        k = slice(0, nb - t)
+        dx = xm[:, j] - x0[:, k]
+        r = ym[:, j] - (y0[:, k] + slope[:, k] * dx)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = sig2[:, None] * (inv_c[:, j] + 1.0 / cnt[:, k] + dx * dx / cxx[:, k])
+            zt = r / np.sqrt(var)
+        out = np.full((n, nb), np.nan)
+        ok = vb[:, j] & (nwin[:, k] >= 3)
+        out[:, :nb - t] = np.where(ok, zt, np.nan)
+        return out
+
+    z0, z1, z2 = standardized(0), standardized(1), standardized(2)
+    bidx = np.arange(nb)[None, :]
+    cand = (bidx >= (first + MIN_FREE_BLOCKS)[:, None]) & (bidx <= kc[:, None]) & (nwin[:, :nb] >= MIN_FREE_BLOCKS)
+    far = cand & (bidx <= ((first + kc) // 2)[:, None])
+    resid = np.where(far, np.abs(z2), np.nan)
+    none = ~np.isfinite(resid).any(1)
+    resid[none, 0] = 0.0  # rows without far candidates: scale 1 (no all-NaN median)
+    scale = 1.4826 * np.nanmedian(resid, axis=1)
+    scale = np.where(np.isfinite(scale) & ~none, np.maximum(scale, 1.0), 1.0)
+    with np.errstate(invalid="ignore"):
+        same = ((z0 > 0) & (z1 > 0) & (z2 > 0)) | ((z0 < 0) & (z1 < 0) & (z2 < 0))
+        q = np.fmin(np.fmin(np.abs(z0), np.abs(z1)), np.abs(z2))
+        rise = cand & same & (q > (region_threshold * scale)[:, None])
+    free_end = np.where(rise.any(1), np.argmax(rise, axis=1), kc)
+    free_end = np.minimum(free_end, kc)
+    length = np.minimum(free_end - first, window)
+    margin = np.maximum(1, np.ceil(baseline_margin * length)).astype(np.int64)
+    end_b = np.maximum(free_end - margin, first + 2)
+    start_b = np.maximum(first, end_b - window)
+    inc = vb & (bidx >= start_b[:, None]) & (bidx < end_b[:, None])
+    # outlier blocks (spikes) off the line of the same blocks
+    rows = np.arange(n)
+    eb = np.minimum(end_b, nb)
+    dx = xm - x0[rows, eb][:, None]
+    r = ym - (y0[rows, eb][:, None] + slope[rows, eb][:, None] * dx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = sig2[:, None] * (inv_c + 1.0 / cnt[rows, eb][:, None] + dx * dx / cxx[rows, eb][:, None])
+        out = r * r > (threshold * scale)[:, None] ** 2 * var
+        off = vb & (r * r > np.float64(region_threshold) ** 2 * var)
+    # a straight baseline: extend the line back over every earlier block it still predicts within the
+    # noise (two consecutive blocks off end the extension), so that a long free part is fully used
+    off2 = off[:, :-1] & off[:, 1:] & (bidx[:, :-1] < (start_b - 1)[:, None])
+    anyo = off2.any(1)
+    back = np.where(anyo, nb - 2 - np.argmax(off2[:, ::-1], axis=1) + 2, first)
+    start_b = np.minimum(np.maximum(back, first), start_b)
+    inc = vb & (bidx >= start_b[:, None]) & (bidx < end_b[:, None])
+    kept = inc & ~out
+    inc = np.where((kept.sum(1) >= 2)[:, None], kept, inc)
+    return inc, free_end, scale
+
+
+def _grown_region(L, vb, sig2_32, inv_c, first, last, kc, threshold, region_threshold, baseline_margin):
+    """Blocks of the global baseline line and the first rise, for a straight baseline: from the first half
+    of the blocks before the contact region, grown (at most doubling per step, up to eight steps, until
+    nothing changes) to the first run of three blocks more than ``region_threshold`` standard deviations
+    off the line, less ``baseline_margin`` of its length; blocks more than ``threshold`` off are left out."""
+    n, nb = vb.shape
+    bidx = np.arange(nb)[None, :]
+    n0 = np.maximum(3, (kc - first) // 2)
+    inc_b = vb & (bidx >= first[:, None]) & (bidx < (first + n0)[:, None])
+    line_b = L.fit(inc_b)
+    free_end = np.full(n, nb)
+    for _ in range(8):
+        out, dev = L.outliers(line_b, sig2_32, inv_c, (threshold, region_threshold))
+        out &= vb
+        dev &= vb
+        pair = dev.copy()
+        pair[:, :-2] &= dev[:, 1:-1] & dev[:, 2:]  # this block and the next two all off the line
+        pair[:, -2:] = False
+        pair &= bidx >= first[:, None]
+        anyp = pair.any(1)
+        free_end = np.where(anyp, np.argmax(pair, axis=1), last + 1)  # first rise (block index)
+        free_end = np.minimum(free_end, kc)
+        cur = nb - np.argmax(inc_b[:, ::-1], axis=1)  # end of the current region
+        free_end = np.minimum(free_end, cur + np.maximum(cur - first, 3) + 1)
+        length = free_end - first
+        margin = np.maximum(1, np.ceil(baseline_margin * length)).astype(np.int64)
+        inc_new = vb & (bidx >= first[:, None]) & (bidx < (free_end - margin)[:, None]) & ~out
+        few = inc_new.sum(1) < 2
+        inc_new = np.where(few[:, None], inc_b, inc_new)
+        if np.array_equal(inc_new, inc_b):
+            break
+        inc_b = inc_new
+        line_b = L.fit(inc_b)
+    return inc_b, free_end
+
+
 def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, region_threshold: float = 3.0,
              baseline_margin: float = 0.1, contact_slope_range=(-2.0, -0.5), contact_slope_tolerance: float = 0.15,
-             noise_floor: float = 1e-4) -> dict:
+             noise_floor: float = 1e-4, baseline_window: float = 50.0) -> dict:
     """Two-line contact point of a batch of ramps (see the module docstring).
 
     :param x: (ramps, samples) piezo position d_s in nm, each row ordered from the farthest sample to the
@@ -165,6 +299,8 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
     :param contact_slope_range: accepted slope of the constant-compliance line (deflection per piezo).
     :param contact_slope_tolerance: relative change of the local slope that ends the contact region.
     :param noise_floor: smallest deflection noise assumed (nm), for noise-free data.
+    :param baseline_window: piezo travel (nm) of the local baseline line before the first rise (at least
+        :data:`MIN_BASELINE_BLOCKS` blocks).
     :returns: dict of (ramps,) arrays: ``position`` (nm, in the coordinates of ``x``), ``uncertainty``
         (nm, 1 sigma), ``baseline_slope``, ``baseline_offset`` (deflection = offset + slope * x),
         ``contact_slope``, ``contact_offset``, ``free_end`` and ``contact_start`` (sample indices: the
@@ -222,34 +358,22 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
     inc_c = vb & (bidx >= start[:, None]) & (bidx <= last[:, None])
     contact_start_block = start
 
-    # 3. free baseline, growing from the start of the ramp
-    # first guess: the first half of the ramp before the contact region (at least 3 blocks)
+    # 3. free baseline: a local line just before the first deflection rise (see _free_region)
     n0 = np.maximum(3, (contact_start_block - first) // 2)
-    inc_b = vb & (bidx >= first[:, None]) & (bidx < (first + n0)[:, None])
-    line_b = L.fit(inc_b)
-    free_end = np.full(n, nb)
-    for _ in range(8):
-        out, dev = L.outliers(line_b, sig2_32, inv_c, (threshold, region_threshold))
-        out &= vb
-        dev &= vb
-        pair = dev.copy()
-        pair[:, :-2] &= dev[:, 1:-1] & dev[:, 2:]  # this block and the next two all off the line
-        pair[:, -2:] = False
-        pair &= bidx >= first[:, None]
-        anyp = pair.any(1)
-        free_end = np.where(anyp, np.argmax(pair, axis=1), last + 1)  # first rise (block index)
-        free_end = np.minimum(free_end, contact_start_block)
-        cur = nb - np.argmax(inc_b[:, ::-1], axis=1)  # end of the current region
-        free_end = np.minimum(free_end, cur + np.maximum(cur - first, 3) + 1)
-        length = free_end - first
-        margin = np.maximum(1, np.ceil(baseline_margin * length)).astype(np.int64)
-        inc_new = vb & (bidx >= first[:, None]) & (bidx < (free_end - margin)[:, None]) & ~out
-        few = inc_new.sum(1) < 2
-        inc_new = np.where(few[:, None], inc_b, inc_new)
-        if np.array_equal(inc_new, inc_b):
-            break
-        inc_b = inc_new
-        line_b = L.fit(inc_b)
+    travel = np.abs(np.take_along_axis(L.xm, last[:, None], 1)[:, 0]
+                    - np.take_along_axis(L.xm, first[:, None], 1)[:, 0]) / np.maximum(last - first, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        window = np.ceil(baseline_window / travel)
+    window = np.clip(np.nan_to_num(window, nan=nb, posinf=nb), MIN_BASELINE_BLOCKS, nb).astype(np.int64)
+    inc_loc, end_loc, misfit = _free_region(L, vb, sig2, inv_c, first, contact_start_block, window, threshold,
+                                            region_threshold, baseline_margin)
+    inc_b, free_end = _grown_region(L, vb, sig2_32, inv_c, first, last, contact_start_block, threshold,
+                                    region_threshold, baseline_margin)
+    # curved: the local lines misfit, or the line over the free part stopped far (more than a local window)
+    # before the local lines saw the rise
+    curved = (misfit > CURVED_BASELINE) | (free_end < end_loc - window)
+    inc_b = np.where(curved[:, None], inc_loc, inc_b)
+    free_end = np.where(curved, end_loc, free_end)
 
     line_b = L.fit(inc_b, final=True)
     line_c = L.fit(inc_c, final=True)

@@ -51,6 +51,7 @@ def nrm_contact_methods():
             Parameter("baseline_margin", 0.1, "", "fraction of the free region left out at its end"),
             Parameter("contact_slope_range", (-2.0, -0.5), "m/m", "accepted constant-compliance slope"),
             Parameter("noise_floor", 1e-4, "nm", "smallest deflection noise assumed"),
+            Parameter("baseline_window", 50.0, "nm", "piezo travel of the local baseline line (curved baselines)"),
         ),
         citation=PAPER + "; DESIGN.md §1.3",
         description=contact.__doc__.strip().splitlines()[0],
