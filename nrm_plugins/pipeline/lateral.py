@@ -8,7 +8,10 @@ the pipeline keeps the recorded volts, subtracts the per-ramp liquid background 
 differentiates them, and multiplies by the factor at the end (linear steps commute).
 
 Clipping: an analog output at or beyond :data:`CLIP_LEVEL` (|X| or |Y|, ``signal = "output"``) is
-saturated; such samples are never used.
+saturated; such samples are never used.  The recording ADC often saturates lower (a ±10 V controller
+input stops at 10.0 V): a ramp whose |X| (or |Y|) reaches the same extreme value in at least
+:data:`RAIL_SAMPLES` samples, at :data:`RAIL_MIN` or more, is clipped at that value
+(:func:`saturation_level`) — a measured signal does not repeat its extreme value exactly, a rail does.
 
 Automatic phase (``[lockin] phase = "auto"``, :func:`estimate_phase`): the instrumental phase cannot be
 separated from the layer's own loss angle without a reference; the estimator assumes that the *stiffest
@@ -27,6 +30,9 @@ from ..errors import CalibrationError
 
 #: analog-output level (V) from which an X or Y sample counts as clipped (outputs saturate near ±10.5 V)
 CLIP_LEVEL = 10.4
+#: a rail: the extreme |X| or |Y| of a ramp repeated in this many samples, at RAIL_MIN volts or more
+RAIL_SAMPLES = 3
+RAIL_MIN = 5.0
 
 
 def force_factor(cal, phase_deg: float | None = None) -> complex:
@@ -54,6 +60,27 @@ def force_factor(cal, phase_deg: float | None = None) -> complex:
 def clip_level(cal) -> float:
     """Analog-output level of a clipped sample (inf when X, Y are lock-in input volts)."""
     return CLIP_LEVEL if cal.get("lockin", "signal") == "output" else math.inf
+
+
+def saturation_level(x, y, clip: float):
+    """Per-ramp level (V) from which |X| or |Y| counts as clipped: ``clip``, or lower where a ramp sits on
+    a rail (its extreme |X| or |Y|, at least :data:`RAIL_MIN`, repeated in :data:`RAIL_SAMPLES` samples).
+
+    :param x, y: (ramps, samples) recorded X, Y (V), NaN allowed
+    :param clip: the fixed level (inf: no clipping, e.g. ``signal = "input"``)
+    """
+    n = x.shape[0]
+    if not math.isfinite(clip):
+        return np.full(n, np.inf, np.float32)
+    level = np.full(n, clip, np.float32)
+    for a in (x, y):
+        mag = np.abs(a)
+        top = np.fmax.reduce(mag, axis=1)
+        edge = (top * np.float32(1 - 1e-6)).astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            rail = ((mag >= edge[:, None]).sum(1) >= RAIL_SAMPLES) & (top >= RAIL_MIN)
+        level = np.where(rail, np.minimum(level, edge), level)
+    return level
 
 
 def estimate_phase(slope_x, slope_y, weight=None) -> tuple[float, float]:

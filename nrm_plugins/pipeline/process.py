@@ -427,7 +427,8 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     length = np.where(fin_p.any(1), m - np.argmax(fin_p[:, ::-1], axis=1), 0)
     row_nan = ~np.isfinite(piezo.sum(1) + defl.sum(1) + lx.sum(1) + ly.sum(1))
     amax = np.fmax(np.fmax.reduce(np.abs(lx), axis=1), np.fmax.reduce(np.abs(ly), axis=1))
-    row_clip = amax >= S.clip
+    clip_row = lateral.saturation_level(lx, ly, S.clip)  # S.clip, or a lower rail (ADC saturation)
+    row_clip = amax >= clip_row
     special = row_nan | row_clip | (length < m)
     special_d = ~np.isfinite(piezo.sum(1) + defl.sum(1)) | (length < m)  # the contact fit needs weights
     valid_d = valid_l = None
@@ -439,7 +440,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         flags[nan_in] |= NAN_WARN
         if row_clip.any():
             with np.errstate(invalid="ignore"):
-                clipped = (np.abs(lx) >= S.clip) | (np.abs(ly) >= S.clip)
+                clipped = (np.abs(lx) >= clip_row[:, None]) | (np.abs(ly) >= clip_row[:, None])
             valid_l &= ~clipped
     too_short = length < 32
     if valid_d is not None:
