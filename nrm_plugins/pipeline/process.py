@@ -139,11 +139,11 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
     coords = {c: np.asarray(ds[c].values) for c in ("x", "y", "time", "potential", "source", "index", "direction")
               if c in ds.coords}
     potential_source = "data"
-    cvp = statistics.cv_potentials(coords.get("time", np.full(n_ramps, np.nan)), cal, options.get("base_dir"))
-    if cvp is not None:
+    if cal.values.get("cv"):
         pot = np.asarray(coords.get("potential", np.full(n_ramps, np.nan)), np.float64)
         missing = ~np.isfinite(pot)
-        if missing.any():
+        if missing.any():  # the [cv] section is read only when needed (its sweep model imports scipy.signal)
+            cvp = statistics.cv_potentials(coords.get("time", np.full(n_ramps, np.nan)), cal, options.get("base_dir"))
             pot = np.where(missing, cvp, pot)
             potential_source = "[cv] section" if missing.all() else "data, missing ones from the [cv] section"
         coords["potential"] = pot
