@@ -211,8 +211,10 @@ def _free_region(L, vb, sig2, inv_c, first, kc, window, threshold, region_thresh
     far = cand & (bidx <= ((first + kc) // 2)[:, None])
     resid = np.where(far, np.abs(z2), np.nan)
     none = ~np.isfinite(resid).any(1)
-    resid[none, 0] = 0.0  # rows without far candidates: scale 1 (no all-NaN median)
-    scale = 1.4826 * np.nanmedian(resid, axis=1)
+    resid[none, 0] = 0.0  # rows without far candidates: scale 1 (no all-NaN quantile)
+    # the upper quartile over the far half of the candidates (|N(0,1)|: 1.150): it covers the phases of a
+    # curved baseline where its curvature is largest; the layer (the last candidates) stays out of it
+    scale = np.nanpercentile(resid, 75, axis=1) / 1.150
     scale = np.where(np.isfinite(scale) & ~none, np.maximum(scale, 1.0), 1.0)
     with np.errstate(invalid="ignore"):
         same = ((z0 > 0) & (z1 > 0) & (z2 > 0)) | ((z0 < 0) & (z1 < 0) & (z2 < 0))
