@@ -54,6 +54,8 @@ MIN_BACKGROUND = 16  # samples
 MIN_FREE_TRAVEL = 10e-9  # m of piezo travel before the first deflection rise
 #: the halves of the background region may differ by this many standard errors (free liquid check)
 BACKGROUND_DRIFT = 15.0
+#: ... and by more than this fraction of the ramp's largest layer response
+BACKGROUND_STEP = 0.01
 #: time constants (one filter stage) after which the lock-in's memory of the hard contact is below 1e-6
 LAG_DECAY = 14.0
 OPTIONS = ("progress", "keep_profiles", "keep_forces", "chunk_size", "workers", "clip_level",
@@ -554,8 +556,17 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         n1, n2 = bg1["n"], bg2["n"]
         sig = np.minimum(bg1["sigma"], bg2["sigma"])  # a trend inflates the spread of the whole region
-        drift = np.hypot(bg2["x"] - bg1["x"], bg2["y"] - bg1["y"]) / (sig * np.sqrt(1 / n1 + 1 / n2))
+        step_bg = np.hypot(bg2["x"] - bg1["x"], bg2["y"] - bg1["y"])
+        drift = step_bg / (sig * np.sqrt(1 / n1 + 1 / n2))
     not_free = (drift > BACKGROUND_DRIFT) & (n1 >= 8) & (n2 >= 8)
+    # ... and by a fraction of the layer response that matters (a slow drift of the lock-in output or a
+    # weak distance-dependent liquid background is significant over hundreds of samples, not a layer)
+    rows_nf = np.flatnonzero(not_free)
+    if rows_nf.size:
+        in_prof = (j >= lo[rows_nf, None]) & (j < hi[rows_nf, None])
+        resp = np.hypot(X[rows_nf] - bg["x"][rows_nf, None], Y[rows_nf] - bg["y"][rows_nf, None])
+        amp = np.max(np.where(in_prof, resp, 0.0), axis=1)
+        not_free[rows_nf] = step_bg[rows_nf] > BACKGROUND_STEP * amp
     flags[not_free & ((flags & REJECT_MASK) == 0)] |= 1
     few_bg = bg["n"] < MIN_BACKGROUND
     if valid_l is not None:
@@ -588,7 +599,17 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         E[sel] = e_out
         if F is not None:
             F[sel] = _to_output(force, S)
-        t_nm, at_top = thickness.sei_thickness(grid, bg["sigma"][sel], S.top, S.step)
+        # the SEI criterion compares with the background *trend* of the background region (a slow drift of
+        # the lock-in output, a weak distance-dependent liquid background), extrapolated along the ramp
+        trend = _trend(X[sel], Y[sel], wbg[sel])
+        grid_sei = grid
+        span = np.abs(trend["slope"]) * np.abs(hi[sel] - trend["jbar"])
+        rr = np.flatnonzero(span > 0.5 * trend["sigma"])
+        if rr.size:
+            T = (trend["slope"][rr, None] * (j - trend["jbar"][rr, None])).astype(np.complex64)
+            grid_sei = grid.copy()
+            grid_sei[rr] -= resample(z[sel][rr], T, lo[sel][rr], hi[sel][rr], S.top, S.step, S.n_grid)
+        t_nm, at_top = thickness.sei_thickness(grid_sei, trend["sigma"], S.top, S.step)
         sei[sel] = t_nm * 1e-9
         flags[rows_ok[at_top]] |= SEI_TOP
         empty = ~np.isfinite(e_out.real).any(1)
@@ -674,6 +695,33 @@ def _background(X, Y, w, half):
             vy = (syy - sy * my) / (n - 1)
         out[key] = {"x": (mx + x0[:, 0]).astype(np.float32), "y": (my + y0[:, 0]).astype(np.float32),
                     "sigma": np.sqrt(np.maximum(0.5 * (vx + vy), 0.0)), "n": n}
+    return out
+
+
+def _trend(X, Y, w):
+    """Least-squares line of X and Y against the sample index over the weighted samples ``w``: complex
+    ``slope`` (per sample), the weighted mean index ``jbar`` and the residual noise ``sigma`` (per
+    component, rms about the lines)."""
+    wf = w.astype(np.float32)
+    m = X.shape[1]
+    jj = np.arange(m, dtype=np.float32)[None, :]
+    n = wf.sum(1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jbar = (wf * jj).sum(1, dtype=np.float64) / n
+        dj = (jj - jbar[:, None].astype(np.float32)) * wf
+        sjj = np.einsum("ij,ij->i", dj, dj, dtype=np.float64)
+        out = {"jbar": jbar}
+        var = 0.0
+        slope = 0j
+        for k, a in enumerate((X, Y)):
+            a0 = (wf * a).sum(1, dtype=np.float64) / n
+            ac = (a - a0[:, None].astype(np.float32)) * wf
+            b = np.einsum("ij,ij->i", dj, ac, dtype=np.float64) / sjj
+            saa = np.einsum("ij,ij->i", ac, ac, dtype=np.float64)
+            var = var + np.maximum(saa - b * b * sjj, 0.0) / (n - 2)
+            slope = slope + (b if k == 0 else 1j * b)
+    out["slope"] = np.nan_to_num(np.asarray(slope, np.complex128))
+    out["sigma"] = np.sqrt(0.5 * var)
     return out
 
 
