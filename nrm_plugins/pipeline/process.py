@@ -729,8 +729,9 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
     """Correct the lock-in output-filter lag of oriented rows (see :func:`.moduli.undo_output_filter`).
 
     The filter runs in time: along the rows for approach ramps, backwards for the reversed retract ramps.
-    The hard-contact samples (from ``hi`` on) are replaced by the last profile sample first, so that the
-    correction never carries the (usually clipped) hard-contact signal into the layer.  Masked samples
+    The hard-contact samples (from ``hi`` on) are replaced by the straight continuation of the last profile
+    samples first, so that the correction never carries the (usually clipped) hard-contact signal into the
+    layer and its smoother does not bend the deepest samples.  Masked samples
     are filled from their neighbours and the samples within the filter's reach of them are returned as
     ``extra`` (to be masked)."""
     n, m = X.shape
@@ -753,7 +754,12 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
     out = []
     for a in (X, Y):
         a = a.astype(np.float32)  # a copy
-        np.copyto(a, np.take_along_axis(a, last_col, 1), where=beyond)
+        # continued as a straight line (the slope of the last four profile samples): the zero-phase smoother
+        # of the correction then leaves the deepest samples unbiased (a constant continuation bends them)
+        last_v = np.take_along_axis(a, last_col, 1)
+        prev_v = np.take_along_axis(a, np.clip(last_col - 4, 0, m - 1), 1)
+        slope = np.nan_to_num((last_v - prev_v) / np.float32(4))
+        np.copyto(a, last_v + slope * (j - last_col).astype(np.float32), where=beyond)
         if rows.size:
             a[rows] = _ffill(a[rows], ~bad[rows])
         if reverse.any():
