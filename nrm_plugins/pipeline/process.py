@@ -530,6 +530,13 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
                                                  reverse[fix], hi[fix], S)
             if extra is not None:
                 valid_l[fix] &= ~extra
+            # the far end of every row (the first samples in time of an approach, the last of a retract)
+            # keeps the deconvolution's amplified noise: the smoother cannot average it with neighbours there
+            stages = S.filter_slope // 6
+            edge = max(1, int(round(stages * S.time_constant / S.sample_interval))) + 2 * stages
+            lo = np.where((flags & REJECT_MASK) == 0, np.minimum(np.maximum(lo, edge), hi), lo)
+    else:
+        edge = 0
     free_end = res["free_end"]
     # the free part must be long enough to be free liquid (a ramp started inside the layer is not)
     x_end = np.take_along_axis(x, np.clip(free_end - 1, 0, m - 1)[:, None], 1)[:, 0]
@@ -541,7 +548,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         x_rise = np.take_along_axis(x, np.clip(free_end, 0, m - 1)[:, None], 1)[:, 0]
         i_bg = (x - x_rise[:, None] > np.float32(S.background_region)).sum(1)
         i_bg = np.minimum(i_bg, free_end)
-    wbg = j < i_bg[:, None]
+    wbg = (j < i_bg[:, None]) & (j >= edge)
     if valid_l is not None:
         masked = wbg & ~valid_l
         masked_bg = masked.any(1)
