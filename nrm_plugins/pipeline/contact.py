@@ -122,6 +122,14 @@ class _Lines:
         self.moments = np.stack([c64, c64 * xm64, c64 * ym64, c64 * xm64 * xm64 + sxx, c64 * xm64 * ym64 + sxy])
         self.syy = c64 * ym64 * ym64 + syy
 
+    def rows(self, index) -> "_Lines":
+        """The same blocks restricted to the ramps ``index`` (an integer array)."""
+        sub = object.__new__(_Lines)
+        sub.xref, sub.yref = self.xref[index], self.yref[index]
+        sub.xm, sub.ym, sub.c = self.xm[index], self.ym[index], self.c[index]
+        sub.moments, sub.syy = self.moments[:, index], self.syy[index]
+        return sub
+
     def fit(self, include, final: bool = False) -> dict:
         """Line ``y = a + s (x - x0)`` (row-referenced) over the samples of the included blocks."""
         inc = include.astype(np.float64)
@@ -272,30 +280,36 @@ def _grown_region(L, vb, sig2_32, inv_c, first, last, kc, threshold, region_thre
     bidx = np.arange(nb)[None, :]
     n0 = np.maximum(3, (kc - first) // 2)
     inc_b = vb & (bidx >= first[:, None]) & (bidx < (first + n0)[:, None])
-    line_b = L.fit(inc_b)
     free_end = np.full(n, nb)
+    # a step depends only on the ramp's current region, so a ramp whose region did not change is final:
+    # each step works on the ramps still changing (`act`; a few after the first two steps)
+    act = np.arange(n)
+    L_a, inc_a = L, inc_b
     for _ in range(8):
-        out, dev = L.outliers(line_b, sig2_32, inv_c, (threshold, region_threshold))
-        out &= vb
-        dev &= vb
+        vb_a, first_a = vb[act], first[act]
+        out, dev = L_a.outliers(L_a.fit(inc_a), sig2_32[act], inv_c[act], (threshold, region_threshold))
+        out &= vb_a
+        dev &= vb_a
         pair = dev.copy()
         pair[:, :-2] &= dev[:, 1:-1] & dev[:, 2:]  # this block and the next two all off the line
         pair[:, -2:] = False
-        pair &= bidx >= first[:, None]
-        anyp = pair.any(1)
-        free_end = np.where(anyp, np.argmax(pair, axis=1), last + 1)  # first rise (block index)
-        free_end = np.minimum(free_end, kc)
-        cur = nb - np.argmax(inc_b[:, ::-1], axis=1)  # end of the current region
-        free_end = np.minimum(free_end, cur + np.maximum(cur - first, 3) + 1)
-        length = free_end - first
-        margin = np.maximum(1, np.ceil(baseline_margin * length)).astype(np.int64)
-        inc_new = vb & (bidx >= first[:, None]) & (bidx < (free_end - margin)[:, None]) & ~out
+        pair &= bidx >= first_a[:, None]
+        fe = np.where(pair.any(1), np.argmax(pair, axis=1), last[act] + 1)  # first rise (block index)
+        fe = np.minimum(fe, kc[act])
+        cur = nb - np.argmax(inc_a[:, ::-1], axis=1)  # end of the current region
+        fe = np.minimum(fe, cur + np.maximum(cur - first_a, 3) + 1)
+        free_end[act] = fe
+        margin = np.maximum(1, np.ceil(baseline_margin * (fe - first_a))).astype(np.int64)
+        inc_new = vb_a & (bidx >= first_a[:, None]) & (bidx < (fe - margin)[:, None]) & ~out
         few = inc_new.sum(1) < 2
-        inc_new = np.where(few[:, None], inc_b, inc_new)
-        if np.array_equal(inc_new, inc_b):
+        inc_new[few] = inc_a[few]
+        changed = np.flatnonzero((inc_new != inc_a).any(1))
+        if not changed.size:
             break
-        inc_b = inc_new
-        line_b = L.fit(inc_b)
+        act = act[changed]
+        inc_a = inc_new[changed]
+        inc_b[act] = inc_a
+        L_a = L.rows(act)
     return inc_b, free_end
 
 
