@@ -22,7 +22,9 @@ Ramp-level problems never stop the run: each ramp gets ``ok`` and a ``flag`` tex
 lies outside the samples the profile and the background use and the two lines can still be fitted;
 inside the profile the ramp is rejected.  Clipped lock-in samples inside the profile reject the ramp
 ("clipped"); clipped samples in the background region are left out of the mean; clipping in hard contact
-(beyond the contact index) is ignored.
+(beyond the contact index) is ignored.  A saturated deflection (the ramp's largest value repeated exactly in
+at least three samples: the photodiode or the ADC at its rail in deep hard contact) is left out of the
+contact line like a missing sample.
 """
 from __future__ import annotations
 
@@ -431,8 +433,13 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     amax = np.fmax(np.fmax.reduce(np.abs(lx), axis=1), np.fmax.reduce(np.abs(ly), axis=1))
     clip_row = lateral.saturation_level(lx, ly, S.clip)  # S.clip, or a lower rail (ADC saturation)
     row_clip = amax >= clip_row
-    special = row_nan | row_clip | (length < m)
-    special_d = ~np.isfinite(piezo.sum(1) + defl.sum(1)) | (length < m)  # the contact fit needs weights
+    # a saturated photodiode/ADC in deep hard contact: the ramp's largest deflection repeated exactly
+    dmax = np.fmax.reduce(defl, axis=1)
+    with np.errstate(invalid="ignore"):
+        at_dmax = defl >= dmax[:, None]
+    rail_d = at_dmax.sum(1) >= lateral.RAIL_SAMPLES
+    special = row_nan | row_clip | (length < m) | rail_d
+    special_d = ~np.isfinite(piezo.sum(1) + defl.sum(1)) | (length < m) | rail_d  # the contact fit needs weights
     valid_d = valid_l = None
     if special.any():
         inlen = j < length[:, None]
@@ -444,6 +451,8 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
             with np.errstate(invalid="ignore"):
                 clipped = (np.abs(lx) >= clip_row[:, None]) | (np.abs(ly) >= clip_row[:, None])
             valid_l &= ~clipped
+        if rail_d.any():
+            valid_d &= ~(at_dmax & rail_d[:, None])  # left out of the contact line, like missing samples
     too_short = length < 32
     if valid_d is not None:
         too_short |= valid_d.sum(1) < 32
