@@ -140,6 +140,12 @@ def groups(coords: dict, group_by: str, windows, units: str = "", warn=None):
         member = (v[None, :] >= low[:, None]) & (v[None, :] < high[:, None])
         unit = "V" if group_by == "potential" else units
         labels = [f"{_fmt(lo)}-{_fmt(hi)}{unit}" for lo, hi in zip(low, high)]
+        if v.size and not member.any():
+            # no ramp in any window: a wrong window list (or unit), not a result with only empty windows
+            fin = v[np.isfinite(v)]
+            have = (f"the ramps' {group_by} spans {fin.min():.4g} to {fin.max():.4g} {unit}".rstrip() if fin.size else
+                    f"no ramp has a {group_by} (give it in the data, or a [cv] section for the potential)")
+            raise CalibrationError(f"no ramp falls in any window ({', '.join(labels)}): {have}")
         return {"member": member, "labels": labels, "low": low, "high": high, "key": group_by}
     if text:
         names = list(dict.fromkeys(values.astype(str).tolist()))
