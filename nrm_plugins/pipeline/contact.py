@@ -203,7 +203,8 @@ def _free_region(L, vb, sig2, inv_c, first, kc, window, threshold, region_thresh
     np.cumsum(vb, axis=1, out=cb[:, 1:])
     e = np.arange(nb + 1)[None, :]
     a = np.minimum(np.maximum(first[:, None], e - window[:, None]), e)  # window [a, e)
-    sums = cm - np.take_along_axis(cm, np.broadcast_to(a[None], cm.shape), axis=2)
+    flat_a = (a + (np.arange(n) * (nb + 1))[:, None]).reshape(-1)
+    sums = cm - np.take(cm.reshape(5, -1), flat_a, axis=1).reshape(cm.shape)
     nwin = cb - np.take_along_axis(cb, a, axis=1)
     cnt, sx, sy, sxx, sxy = sums
     with np.errstate(invalid="ignore", divide="ignore"):
