@@ -23,6 +23,9 @@ def add_parser(sub, common):
     p.add_argument("--no-profiles", action="store_true",
                    help="omit the per-ramp profiles E_storage/E_loss (window statistics, G_abs_interval and "
                         "G_abs_kde are kept)")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="a file cut inside a record (an interrupted grid): process its complete ramps, with a "
+                        "warning, instead of stopping with an error")
     p.add_argument("--force", action="store_true", help="overwrite OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -51,7 +54,13 @@ def run(args) -> int:
     if channels:
         for role, name in channels.items():
             cal.set("channels", role, name, origin="--channels")
-    datasets = [nrm.open(f) for f in files]
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        datasets = [_open(nrm, f, args.allow_truncated) for f in files]
+    # what the readers warned about (a truncated or unfinished grid...) goes into the results' warnings
+    read_warnings = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
     if len(datasets) == 1:
         ds = datasets[0]
     else:
@@ -78,6 +87,8 @@ def run(args) -> int:
     except CalibrationError as exc:
         where = f" ({cal_path})" if cal_path else ""
         raise CalibrationError(f"{exc}{where}") from None
+    if read_warnings:
+        results.attrs["warnings"] = read_warnings + list(results.attrs.get("warnings", []))
     if out.exists() and args.force:
         import shutil
 
@@ -85,6 +96,19 @@ def run(args) -> int:
     nrm.save(results, out)
     print(summary(results, out))
     return 0
+
+
+def _open(nrm, path, allow_truncated: bool):
+    """nrm.open; a truncated file's error points to --allow-truncated (the reader's hint names the API option)."""
+    from ..errors import ReaderError
+
+    try:
+        return nrm.open(path, **({"allow_truncated": True} if allow_truncated else {}))
+    except ReaderError as exc:
+        if "allow_truncated=True" in exc.problem:
+            raise ReaderError(exc.path, exc.problem.replace("pass allow_truncated=True", "use --allow-truncated"),
+                              exc.ramp) from None
+        raise
 
 
 def summary(results, out) -> str:
