@@ -4,12 +4,13 @@ Two steps, both vectorized over ramps:
 
 :func:`resample`
     Piecewise-linear interpolation of the samples of each ramp (ordered from the far end to the contact,
-    z_p falling) onto a uniform grid.  Each grid point takes the segment of samples around it; there is
-    no per-ramp loop: the segment of every grid point comes from one scatter of the samples' grid
-    positions and a forward fill by doubling shifts.  Deflection noise can make z_p step back by a few
-    hundredths of a nm where the layer is stiff; a grid point then never leaves its segment (the
-    interpolation weight is clipped to [0, 1]), so the value is always one of the neighbouring samples'
-    or between them.  A grid point is NaN where the ramp has no data (above its
+    z_p falling) onto a uniform grid.  The grid point j takes the segment (i, i+1) of the last sample i
+    whose grid position is at most j; there is no per-ramp loop: the segments of all grid points come
+    from one scatter of the sample indices onto their grid points (largest index wins) and a running
+    maximum by doubling shifts, over the columns the ramps of the batch use.  Deflection noise can make
+    z_p step back by a few hundredths of a nm where the layer is stiff; a grid point then never leaves
+    its segment (the interpolation weight is clipped to [0, 1]), so the value is always one of the
+    neighbouring samples' or between them.  A grid point is NaN where the ramp has no data (above its
     first or below its last sample); the deepest grid point may be extrapolated by at most one grid step.
 
 :func:`local_polynomial` (the default method, "local-polynomial")
@@ -32,7 +33,7 @@ from scipy import ndimage
 DEFAULT_WINDOW = 2e-9
 
 
-def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int):
+def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int, positions: bool = False):
     """Interpolate complex ``values`` sampled at ``z`` onto the grid ``grid_start - k*step`` (k = 0..n_grid-1).
 
     :param z: (ramps, samples) z_p in nm, falling along each row between ``lo`` and ``hi``; the samples
@@ -40,62 +41,81 @@ def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int):
     :param values: (ramps, samples) complex64 values at the samples
     :param lo, hi: (ramps,) int: the samples ``lo <= i < hi`` of each row are used (at least 2)
     :param grid_start: z of the first grid point (nm, the top); the grid falls with k
-    :returns: (ramps, n_grid) complex64, NaN outside each ramp's data
+    :param positions: also return the fractional sample index of every grid point (float32, NaN where
+        the result is NaN): a quantity linear in the sample index, ``a + b i``, resamples to
+        ``a + b position``
+    :returns: (ramps, n_grid) complex64, NaN outside each ramp's data (and the positions)
     """
     n, m = z.shape
+    lo = np.asarray(lo, np.intp)
+    hi = np.asarray(hi, np.intp)
+    if n == 0:
+        out = np.empty((0, n_grid), np.complex64)
+        return (out, out.real.copy()) if positions else out
+    c0 = int(lo.min())  # only the columns some ramp uses
+    c1 = max(int(hi.max()), c0 + 2)
+    width = c1 - c0
     rows = np.arange(n)
-    # grid position of each sample; samples above the grid share position 0
-    p = (np.float32(grid_start) - z) * np.float32(1.0 / step)
-    np.nan_to_num(p, copy=False, nan=0.0)  # unused samples (NaN) join those above the grid
-    ci = np.ceil(np.clip(p, 0, n_grid)).astype(np.int32)
-    # the grid point j takes the segment of the last sample with ceil(p) <= j: mark the last sample of
-    # every run of equal ceil(p) (the profile ends at hi - 1), scatter, then fill forward
-    last = np.empty((n, m), bool)
-    np.not_equal(ci[:, :-1], ci[:, 1:], out=last[:, :-1])
-    last[:, -1] = False
-    last &= np.arange(m)[None, :] < (hi - 1)[:, None]
-    last[rows, hi - 1] = True
-    f = np.flatnonzero(last)
-    r = f // m
-    i = (f - r * m).astype(np.int32)
-    target = r * (n_grid + 1) + ci.ravel()[f]
-    seg = np.full((n, n_grid + 1), -1, np.int32)
-    seg.ravel()[target] = i
-    seg = seg[:, :n_grid]
-    # forward fill by doubling shifts (a segment covers at most `span` grid points)
+    # grid position p of each sample and its grid point ceil(p) in [0, n_grid] (unused NaN samples: 0)
+    p = np.subtract(np.float32(grid_start), z[:, c0:c1], dtype=np.float32)
+    p *= np.float32(1.0 / step)
+    ci = np.fmax(p, np.float32(0.0))
+    np.fmin(ci, np.float32(n_grid), out=ci)
+    np.ceil(ci, out=ci)
+    ci = ci.astype(np.int32)
     span = int(np.max(ci[:, 1:] - ci[:, :-1], initial=1))
+    ci_last = ci[rows, hi - 1 - c0]
+    np.copyto(ci, np.int32(n_grid), where=np.arange(c0, c1)[None, :] >= hi[:, None])  # discarded column
+    ci += (rows * (n_grid + 1)).astype(np.int32)[:, None]
+    # the grid point j takes the segment (i, i + 1) of the last sample i < hi with ceil(p_i) <= j: the
+    # largest sample index per grid point (one unbuffered scatter), then the running maximum along the
+    # grid by doubling shifts (the next sample's grid point is at most `span` ahead of a sample's) ...
+    seg = np.full((n, n_grid + 1), -1, np.int32)
+    index = np.broadcast_to(np.arange(c0, c1, dtype=np.int32), (n, width))
+    np.maximum.at(seg.reshape(-1), ci.reshape(-1), index.reshape(-1))
+    seg = seg[:, :n_grid]
     shift = 1
     while shift <= span:
         np.maximum(seg[:, shift:], seg[:, :-shift].copy(), out=seg[:, shift:])
         shift *= 2
+    # ... and from the last sample's grid point on, the last sample (where noise made z step back, the
+    # shifts alone would leave an earlier sample there)
+    jj = np.arange(n_grid, dtype=np.int32)[None, :]
+    hi_1 = (hi - 1).astype(np.int32)[:, None]
+    np.copyto(seg, hi_1, where=jj >= ci_last[:, None])
     # bracket (i, i+1); beyond the last sample: at most one grid point, extrapolated with the last segment
-    hi_1 = (hi - 1)[:, None]
-    jg = np.arange(n_grid, dtype=np.float32)[None, :]
-    p_last = np.take_along_axis(p, hi_1, 1)
+    p_last = p[rows, hi - 1 - c0][:, None]
     beyond = seg >= hi_1
-    nodata = (seg < lo[:, None]) | (beyond & (jg > p_last + np.float32(1.0)))
+    nodata = seg < lo.astype(np.int32)[:, None]
+    nodata |= beyond & (jj > p_last + np.float32(1.0))
     np.minimum(seg, hi_1 - 1, out=seg)
-    np.maximum(seg, 0, out=seg)
-    flat = seg + (rows * m).astype(np.int32)[:, None]
-    flat = flat.ravel()
-    pf = p.ravel()
-    vf = values.ravel()
-    p0 = np.take(pf, flat).reshape(n, n_grid)
-    v0 = np.take(vf, flat).reshape(n, n_grid)
-    flat += 1
-    p1 = np.take(pf, flat).reshape(n, n_grid)
-    v1 = np.take(vf, flat).reshape(n, n_grid)
-    dp = p1 - p0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = (jg - p0) / dp
-    t = np.where(dp > 0, t, np.float32(0.0))
-    # noisy z can step back by a few hundredths of a grid step: never leave the segment (except the one
-    # extrapolated point beyond the last sample)
+    np.maximum(seg, c0, out=seg)
+    at_p = seg - c0 + (rows * width)[:, None]
+    at_v = seg + (rows * m)[:, None]
+    pf = p.reshape(-1)
+    vf = values.reshape(-1)
+    p0 = np.take(pf, at_p)
+    v0 = np.take(vf, at_v)
+    at_p += 1
+    at_v += 1
+    dp = np.take(pf, at_p)
+    v1 = np.take(vf, at_v)
+    dp -= p0
+    # a grid point never leaves its segment (noise can make z step back by a few hundredths of a step),
+    # except the one extrapolated point beyond the last sample
+    t = jj - p0
+    t /= np.where(dp > 0, dp, np.float32(np.inf))
     np.minimum(t, np.where(beyond, np.float32(1e9), np.float32(1.0)), out=t)
     np.maximum(t, 0, out=t)
-    out = v0 + t * (v1 - v0)
-    out[nodata] = np.nan
-    return out
+    v1 -= v0
+    v1 *= t
+    v1 += v0
+    v1[nodata] = np.nan
+    if not positions:
+        return v1
+    t += seg
+    t[nodata] = np.nan
+    return v1, t
 
 
 def _edge_operators(h: int):
