@@ -605,7 +605,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         U = np.empty((len(rows_ok), m), np.complex64)
         U.real = X[sel] - bg["x"][sel, None]
         U.imag = Y[sel] - bg["y"][sel, None]
-        grid = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid)
+        grid, position = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid, positions=True)
         d = S.derivative.function(grid, S.step, S.window, **S.derivative_params)
         if want_slope:
             slope_out[sel] = -d
@@ -617,14 +617,14 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
             F[sel] = _to_output(force, S)
         # the SEI criterion compares with the background *trend* of the background region (a slow drift of
         # the lock-in output, a weak distance-dependent liquid background), extrapolated along the ramp
-        trend = _trend(X[sel], Y[sel], wbg[sel])
+        trend = {k: v[sel] for k, v in parts["trend"].items()}
         grid_sei = grid
         span = np.abs(trend["slope"]) * np.abs(hi[sel] - trend["jbar"])
         rr = np.flatnonzero(span > 0.5 * trend["sigma"])
-        if rr.size:
-            T = (trend["slope"][rr, None] * (j - trend["jbar"][rr, None])).astype(np.complex64)
+        if rr.size:  # the trend is linear in the sample index: on the grid, slope * (position - jbar)
             grid_sei = grid.copy()
-            grid_sei[rr] -= resample(z[sel][rr], T, lo[sel][rr], hi[sel][rr], S.top, S.step, S.n_grid)
+            trend_grid = trend["slope"][rr, None] * (position[rr] - trend["jbar"][rr, None])
+            grid_sei[rr] -= trend_grid.astype(np.complex64)
         t_nm, at_top = thickness.sei_thickness(grid_sei, trend["sigma"], S.top, S.step)
         sei[sel] = t_nm * 1e-9
         flags[rows_ok[at_top]] |= SEI_TOP
@@ -680,64 +680,54 @@ def _contact(x, y, valid, weighted_rows, S):
 
 
 def _background(X, Y, w, half):
-    """Mean and noise of X, Y over the weighted samples ``w``, and over its two parts ``w & half`` and
-    ``w & ~half`` (one pass; sums centred on each row's first sample for precision)."""
-    wf = w.astype(np.float32)
-    x0 = X[:, :1]
-    y0 = Y[:, :1]
-    xc = (X - x0) * wf
-    yc = (Y - y0) * wf
-    hf = half.astype(np.float32)
-    sums = {}
-    for key, weight in (("all", None), ("first", hf)):
-        if weight is None:
-            n = wf.sum(1, dtype=np.float64)
-            sx, sy = xc.sum(1, dtype=np.float64), yc.sum(1, dtype=np.float64)
-            sxx = np.einsum("ij,ij->i", xc, xc, dtype=np.float64)
-            syy = np.einsum("ij,ij->i", yc, yc, dtype=np.float64)
-        else:
-            n = np.einsum("ij,ij->i", wf, weight, dtype=np.float64)
-            xh, yh = xc * weight, yc * weight
-            sx, sy = xh.sum(1, dtype=np.float64), yh.sum(1, dtype=np.float64)
-            sxx = np.einsum("ij,ij->i", xh, xc, dtype=np.float64)
-            syy = np.einsum("ij,ij->i", yh, yc, dtype=np.float64)
-        sums[key] = (n, sx, sy, sxx, syy)
+    """Mean and noise of X, Y over the weighted samples ``w`` and over its two parts ``w & half`` and
+    ``w & ~half``, and the least-squares lines of X and Y against the sample index over ``w`` (``trend``:
+    complex ``slope`` per sample, the weighted mean index ``jbar``, the noise ``sigma`` about the lines,
+    per component).  Float32 products over the columns the weights use, summed per row; the values are
+    centred on their mean (a first pass) and the index on the middle column, for precision."""
+    n, m = X.shape
+    used = w.any(0)
+    width = max(1, m - int(np.argmax(used[::-1]))) if used.any() else 1
+    wf = w[:, :width].astype(np.float32)
+    hf = wf * half[:, :width]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = np.einsum("ij,kij->ki", wf, np.stack([X[:, :width], Y[:, :width]])) / wf.sum(1)
+    x0, y0 = np.nan_to_num(centre)[:, :, None]
+    v = np.empty((4, n, width), np.float32)
+    np.subtract(X[:, :width], x0, out=v[0])
+    np.subtract(Y[:, :width], y0, out=v[1])
+    np.multiply(v[0], v[0], out=v[2])
+    np.multiply(v[1], v[1], out=v[3])
+    mid = np.float32(width // 2)
+    jc = np.arange(width, dtype=np.float32) - mid
+    wj = wf * jc
+    sums_all = np.einsum("ij,kij->ki", wf, v).astype(np.float64)
+    sums_first = np.einsum("ij,kij->ki", hf, v).astype(np.float64)
+    s_jx, s_jy = np.einsum("ij,kij->ki", wj, v[:2]).astype(np.float64)
+    n_all = wf.sum(1, dtype=np.float64)
+    n_first = hf.sum(1, dtype=np.float64)
+    s_j = wj.sum(1, dtype=np.float64)
+    s_jj = np.einsum("ij,j->i", wj, jc).astype(np.float64)
+    sums = {"all": (n_all, *sums_all), "first": (n_first, *sums_first)}
     sums["second"] = tuple(a - b for a, b in zip(sums["all"], sums["first"]))
     out = {}
-    for key, (n, sx, sy, sxx, syy) in sums.items():
+    for key, (cnt, sx, sy, sxx, syy) in sums.items():
         with np.errstate(invalid="ignore", divide="ignore"):
-            mx, my = sx / n, sy / n
-            vx = (sxx - sx * mx) / (n - 1)
-            vy = (syy - sy * my) / (n - 1)
+            mx, my = sx / cnt, sy / cnt
+            vx = (sxx - sx * mx) / (cnt - 1)
+            vy = (syy - sy * my) / (cnt - 1)
         out[key] = {"x": (mx + x0[:, 0]).astype(np.float32), "y": (my + y0[:, 0]).astype(np.float32),
-                    "sigma": np.sqrt(np.maximum(0.5 * (vx + vy), 0.0)), "n": n}
-    return out
-
-
-def _trend(X, Y, w):
-    """Least-squares line of X and Y against the sample index over the weighted samples ``w``: complex
-    ``slope`` (per sample), the weighted mean index ``jbar`` and the residual noise ``sigma`` (per
-    component, rms about the lines)."""
-    wf = w.astype(np.float32)
-    m = X.shape[1]
-    jj = np.arange(m, dtype=np.float32)[None, :]
-    n = wf.sum(1, dtype=np.float64)
+                    "sigma": np.sqrt(np.maximum(0.5 * (vx + vy), 0.0)), "n": cnt}
+    # lines against the sample index
+    cnt, sx, sy, sxx, syy = sums["all"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        jbar = (wf * jj).sum(1, dtype=np.float64) / n
-        dj = (jj - jbar[:, None].astype(np.float32)) * wf
-        sjj = np.einsum("ij,ij->i", dj, dj, dtype=np.float64)
-        out = {"jbar": jbar}
-        var = 0.0
-        slope = 0j
-        for k, a in enumerate((X, Y)):
-            a0 = (wf * a).sum(1, dtype=np.float64) / n
-            ac = (a - a0[:, None].astype(np.float32)) * wf
-            b = np.einsum("ij,ij->i", dj, ac, dtype=np.float64) / sjj
-            saa = np.einsum("ij,ij->i", ac, ac, dtype=np.float64)
-            var = var + np.maximum(saa - b * b * sjj, 0.0) / (n - 2)
-            slope = slope + (b if k == 0 else 1j * b)
-    out["slope"] = np.nan_to_num(np.asarray(slope, np.complex128))
-    out["sigma"] = np.sqrt(0.5 * var)
+        jbar = s_j / cnt
+        cjj = s_jj - s_j * jbar
+        bx = (s_jx - jbar * sx) / cjj
+        by = (s_jy - jbar * sy) / cjj
+        var = (np.maximum(sxx - sx * sx / cnt - bx * bx * cjj, 0.0)
+               + np.maximum(syy - sy * sy / cnt - by * by * cjj, 0.0)) / (cnt - 2)
+    out["trend"] = {"slope": np.nan_to_num(bx + 1j * by), "jbar": jbar + mid, "sigma": np.sqrt(0.5 * var)}
     return out
 
 
