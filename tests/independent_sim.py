@@ -356,6 +356,8 @@ def simulate(sc: Scenario, seed: int = 0) -> Simulation:
     surface, free, cdepth = surface_loc[loc], free_loc[loc], cdepth_loc[loc]
     defect = np.full(n, "", dtype=object)
     planned = _plan_defects(sc.defects, n, rng)
+    if sc.signal == "input":
+        planned[planned == "clipped"] = ""  # input volts (internal demodulator): no analog rail to sit on
     # geometry defects change the ramp's extent
     for i in np.flatnonzero(planned == "no_contact"):
         cdepth[i] = -rng.uniform(0.5, 0.9) * p["h"][i]  # stops inside the layer

@@ -33,7 +33,8 @@ REASONS = {
     "nan_run": {"NaN in ramp"},
     "no_contact": {"no hard contact"},
     "short_ramp": {"no hard contact", "NaN in ramp"},
-    "starts_in_contact": {"starts in contact", "no free baseline"},
+    # a ramp that starts in hard contact has its lateral outputs on the rail from its first sample
+    "starts_in_contact": {"starts in contact", "no free baseline", "clipped"},
     "clipped": {"clipped"},
 }
 
