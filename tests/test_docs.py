@@ -24,7 +24,7 @@ def test_cli_reference_lists_every_command_and_option(name):
     section = text.split(f"## nrm {name}", 1)[1].split("\n## ", 1)[0]
     for action in _subparsers()[name]._actions:
         for option in action.option_strings:
-            assert option in section, f"docs/cli.md: nrm {name} lacks {option}"
+            assert option in section, f"docs/cli.md: nrm {name} lacks {option} (run python docs/gen_cli.py)"
 
 
 def test_every_nav_page_exists():
