@@ -54,6 +54,10 @@ REASON_ORDER = ("NaN in ramp", "clipped", "starts in contact", "no free baseline
                 "no profile", "SEI above the profile")
 MIN_BACKGROUND = 16  # samples
 MIN_FREE_TRAVEL = 10e-9  # m of piezo travel before the first deflection rise
+#: clipped/NaN samples right before the contact index are the hard-contact onset when the shallowest of
+#: them is this close to the electrode (m); ONSET_SCAN: the longest such run looked at (samples)
+ONSET_DEPTH = 1.0e-9
+ONSET_SCAN = 64
 #: the halves of the background region may differ by this many standard errors (free liquid check)
 BACKGROUND_DRIFT = 15.0
 #: ... and by more than this fraction of the ramp's largest layer response
@@ -515,14 +519,19 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     # the lock-in's memory of the hard contact (its output filter runs forward in time): trimmed when
     # the run is short; on a retract with a known time constant, the samples within the filter's memory
     # after the hard contact are left out too (S.lag_samples)
+    # ... and so is a longer run whose shallowest sample is within ONSET_DEPTH of the electrode (the contact
+    # index found a few samples late: those samples are hard contact, not layer)
     allow = np.where(reverse, max(3, S.lag_samples), 3)
     if valid_l is not None:
         tail = np.zeros(n, np.int64)
-        for s in range(1, int(allow.max()) + 2):
+        for s in range(1, max(int(allow.max()) + 2, ONSET_SCAN)):
             col = np.clip(hi - s, 0, m - 1)
             still = ~valid_l[rows_n, col] & (tail == s - 1) & (hi - s >= lo)
+            if not still.any():
+                break
             tail = np.where(still, s, tail)
-        hi = np.where(tail <= allow, hi - tail, hi)
+        onset = z[rows_n, np.clip(hi - tail, 0, m - 1)] <= np.float32(ONSET_DEPTH * 1e9)
+        hi = np.where((tail <= allow) | onset, hi - tail, hi)
     if S.lag_samples:
         hi = np.where(reverse, np.maximum(hi - S.lag_samples, lo), hi)
     if valid_l is not None:
