@@ -198,6 +198,27 @@ def test_saturation_short_baselines_and_curvature():
     check_numbers(score(sim, res), contact=(0.15e-9, 0.6e-9), sei=(0.6e-9, 1.2e-9), min_depths=100)
 
 
+@pytest.mark.parametrize("direction", ["approach", "retract"])
+def test_nan_padded_ramps(direction):
+    """Every other ramp recorded 6 % shorter (NaN padding at the end of its row, as a reader pads ramps of
+    different lengths): processed like the rest."""
+    sc = Scenario(name="padded", profile="single", locations_per_window=10, contact_range=(60e-9, 80e-9),
+                  direction=direction)
+    sim = simulate(sc, seed=5)
+    ds = sim.model.copy(deep=True)
+    m = ds.sizes["sample"]
+    cut = int(0.06 * m)
+    for v in ("piezo", "deflection", "lateral_x", "lateral_y"):
+        a = ds[v].values
+        # approach: the deep end is missing; retract: the (time-first) deep end is missing
+        a[::2] = np.concatenate([a[::2, cut:], np.full((a[::2].shape[0], cut), np.nan)], 1) \
+            if direction == "retract" else np.where(np.arange(m) < m - cut, a[::2], np.nan)
+    res = nrm.process(ds, sim.calibration, windows=WINDOWS)
+    check_flags(sim, res)
+    check_numbers(score(sim, res), contact=(0.1e-9, 0.4e-9), sei=(0.5e-9, 0.8e-9), min_depths=200)
+    assert not any("NaN" in f for f in res["flag"].values.astype(str))
+
+
 # ============================================================================================ bad input
 @pytest.fixture(scope="module")
 def small_files(tmp_path_factory):
