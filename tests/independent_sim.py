@@ -20,10 +20,14 @@ What differs from ``nrm_plugins.simulate``
   channel; outliers (spikes) in the deflection.
 * **Ramps**: per-ramp start heights (free baseline of 100–400 nm, some of only 15–20 nm), per-ramp hard
   contact travel, µm roughness and a tilted sample plane; approach, retract or both.
-* **Lock-in**: a zero-order-hold cascaded first-order output filter (the pipeline assumes a
-  first-order-hold one), phase anywhere in −180..180°, offsets, rms or peak, analog outputs scaled by
-  ``sensitivity/expand`` (``signal = "output"``) or input volts (``"input"``), full-scale use from 1 % to
-  >100 %.
+* **Lock-in**: cascaded first-order output filters as exponential smoothing updated ``lockin_updates``
+  times per recorded sample (8: close to a DSP lock-in; 1: smoothing at the sample rate), phase anywhere
+  in −180..180°, offsets, rms or peak, analog outputs scaled by ``sensitivity/expand`` (``signal =
+  "output"``) or input volts (``"input"``), full-scale use from 1 % to >100 %.
+
+Defect labels come from the data, not only from the plan: a ramp whose layer response itself (before the
+lock-in filter) is beyond the output rail more than 3 nm above the electrode is "clipped"; one clipped only
+closer to the electrode is "either" (trimming or rejecting are both acceptable).
 
 Truth (per ramp): ``contact_ideal`` (m, piezo coordinate of the noise-free two-line intersection with the
 baseline artefacts' local tangent), ``surface`` (m), ``sei_thickness`` (m, where the storage modulus drops
