@@ -12,8 +12,23 @@ import sys
 import time
 from pathlib import Path
 
-#: depths (m) at which the summary compares the moduli with the truth
+#: depths (m) at which the summary compares the moduli with the truth when the truth has no layer tops
 DEPTHS = (2e-9, 8e-9)
+
+
+def summary_depths(truth, w) -> tuple[float, float]:
+    """Two depths (m) for window ``w``, shallow first: the middles of its two thickest layers (from the
+    truth's mean layer tops), where the 2 nm derivative window does not straddle a layer boundary."""
+    import numpy as np
+
+    if "layer_top_mean" not in truth:
+        return DEPTHS
+    tops = np.asarray(truth["layer_top_mean"].isel(window=w).values, float)
+    tops = tops[np.isfinite(tops)]
+    bottoms = np.concatenate([[0.0], tops[:-1]])
+    order = np.argsort(tops - bottoms)[::-1][:2]
+    middles = sorted(round(float((tops[i] + bottoms[i]) / 2) / 1e-10) * 1e-10 for i in order)
+    return tuple(middles) if len(middles) == 2 else DEPTHS
 
 
 def add_parser(sub, common):
@@ -149,13 +164,14 @@ def summary(truth, results=None) -> str:
         return f"{m} ({true / scale:.{digits}f})"
 
     header = ["window", "ramps ok/all", "SEI nm"]
-    for depth in DEPTHS:
-        header += [f"E' {depth * 1e9:g} nm MPa", f"E'' {depth * 1e9:g} nm MPa"]
+    for k in ("1", "2"):
+        header += [f"z{k} nm", f"E' z{k} MPa", f"E'' z{k} MPa"]
     rows = [header]
     for w, (accepted, total, index) in enumerate(_window_results(results, truth)):
         row = [str(truth["window"].values[w]), f"{'—' if accepted is None else accepted}/{total}",
                pair(_value(results, "sei_thickness_mean", index), float(truth["sei_thickness_mean"][w]), 1e-9, 1)]
-        for depth in DEPTHS:
+        for depth in summary_depths(truth, w):
+            row.append(f"{depth * 1e9:.1f}")
             for q in ("E_storage", "E_loss"):
                 true = float(truth[f"{q}_mean"].isel(window=w).sel(z=depth, method="nearest"))
                 row.append(pair(_value(results, f"{q}_mean", index, depth), true, 1e6))
@@ -164,6 +180,7 @@ def summary(truth, results=None) -> str:
     lines = ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in
                        enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
-    note = "measured (truth: the simulator's population mean)" if results is not None else \
+    note = "measured (truth: the simulator's population mean); z1, z2: middles of the window's two thickest layers"\
+        if results is not None else \
         "— = not measured (pipeline not available); in parentheses: the simulator's truth"
     return "\n".join(lines + [note])
