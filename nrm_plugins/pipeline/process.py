@@ -604,13 +604,14 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
 
     # ---- resample, differentiate, moduli (only the ramps still accepted)
     ok = (flags & REJECT_MASK) == 0
-    E = np.full((n, S.n_z), np.nan, np.complex64)
+    all_ok = bool(ok.all())
+    E = np.empty((n, S.n_z), np.complex64) if all_ok else np.full((n, S.n_z), np.nan, np.complex64)
     F = np.full((n, S.n_z), np.nan, np.complex64) if S.keep_forces else None
     sei = np.full(n, np.nan)
     slope_out = np.full((n, S.n_grid), np.nan, np.complex64) if want_slope else None
     rows_ok = np.flatnonzero(ok)
     if rows_ok.size:
-        sel = rows_ok if rows_ok.size < n else slice(None)
+        sel = slice(None) if all_ok else rows_ok
         U = np.empty((len(rows_ok), m), np.complex64)
         U.real = X[sel] - bg["x"][sel, None]
         U.imag = Y[sel] - bg["y"][sel, None]
@@ -620,8 +621,11 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
             slope_out[sel] = -d
         force = grid * np.complex64(S.factor) if (S.lateral_stiffness or S.keep_forces) else None
         e_int = moduli.modulus(d * np.complex64(-1e9), force, S.factor, S.r_g, S.amplitude, S.lateral_stiffness)
-        e_out = _to_output(e_int, S)
-        E[sel] = e_out
+        if all_ok:
+            e_out = _to_output(e_int, S, out=E)
+        else:
+            e_out = _to_output(e_int, S)
+            E[sel] = e_out
         if F is not None:
             F[sel] = _to_output(force, S)
         # the SEI criterion compares with the background *trend* of the background region (a slow drift of
@@ -657,7 +661,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         "contact_index": np.where(reverse, length - 1 - cidx, cidx),
         "sei_thickness": np.where(ok, sei, np.nan),
         "flags": flags,
-        "E": np.where(ok[:, None], E, np.nan),
+        "E": E,  # NaN in every rejected ramp's row
     }
     if F is not None:
         out["F"] = F
@@ -786,14 +790,16 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
     return out[0], out[1], extra
 
 
-def _to_output(a, S):
+def _to_output(a, S, out=None):
     """Internal (falling) grid → the results' grid (rising z, step z_step) by linear interpolation.
 
     The output points of one phase (k mod ratio) take consecutive internal points in reverse order with
-    one weight, so each phase is two strided views of ``a`` (no gather)."""
+    one weight, so each phase is two strided views of ``a`` (no gather), written into ``out`` (new when
+    None)."""
     n = a.shape[0]
     ratio = max(1, int(round(S.step / S.z_step)))
-    out = np.empty((n, S.n_z), a.dtype)
+    if out is None:
+        out = np.empty((n, S.n_z), a.dtype)
 
     def rev(first, count):  # internal points first, first-1, ..., count of them
         stop = first - count
@@ -809,10 +815,12 @@ def _to_output(a, S):
             continue
         w = float(S.out_w[p])
         lower = rev(int(j0[0]), len(j0))
+        dst = out[:, p::ratio]
         if w == 0:
-            out[:, p::ratio] = lower
+            dst[...] = lower
         else:
-            out[:, p::ratio] = lower * np.float32(1 - w) + rev(int(j0[0]) + 1, len(j0)) * np.float32(w)
+            np.multiply(lower, np.float32(1 - w), out=dst)
+            dst += rev(int(j0[0]) + 1, len(j0)) * np.float32(w)
     return out
 
 
