@@ -149,8 +149,9 @@ def undo_output_filter(values, dt: float, time_constant: float, slope: int):
 
 def _first_order_recursion(u, a: float, initial):
     """x[n] = a x[n-1] + u[n] along axis 1 with x[-1] = ``initial`` (|a| < 1), by a parallel prefix scan:
-    vectorized doubling steps, stopped once |a|^(2^k) < 1e-9 (the rest of the sum is negligible)."""
-    x = np.array(u, dtype=np.float32, copy=True)
+    vectorized doubling steps, stopped once |a|^(2^k) < 1e-9 (the rest of the sum is negligible).  A
+    float32 ``u`` is overwritten with x."""
+    x = np.asarray(u, dtype=np.float32)
     m = x.shape[1]
     shift, ak = 1, a
     while shift < m and abs(ak) > 1e-9:

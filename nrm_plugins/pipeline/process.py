@@ -770,24 +770,26 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
                 spread[:, s_:] |= bad[rows, :-s_]
                 spread[:, :-s_] |= bad[rows, s_:]
             extra[rows] = spread
-    out = []
-    for a in (X, Y):
-        a = a.astype(np.float32)  # a copy
-        # continued as a straight line (the slope of the last four profile samples): the zero-phase smoother
-        # of the correction then leaves the deepest samples unbiased (a constant continuation bends them)
-        last_v = np.take_along_axis(a, last_col, 1)
-        prev_v = np.take_along_axis(a, np.clip(last_col - 4, 0, m - 1), 1)
-        slope = np.nan_to_num((last_v - prev_v) / np.float32(4))
-        np.copyto(a, last_v + slope * (j - last_col).astype(np.float32), where=beyond)
-        if rows.size:
-            a[rows] = _ffill(a[rows], ~bad[rows])
-        if reverse.any():
-            a[reverse] = a[reverse, ::-1]
-        a = moduli.undo_output_filter(a, S.sample_interval, S.time_constant, S.filter_slope)
-        if reverse.any():
-            a[reverse] = a[reverse, ::-1]
-        out.append(a)
-    return out[0], out[1], extra
+    # X and Y stacked (rows n..2n-1 are Y): every step below treats both at once
+    a = np.concatenate([X, Y]).astype(np.float32, copy=False)
+    last_col = np.concatenate([last_col, last_col])
+    beyond = np.concatenate([beyond, beyond])
+    # continued as a straight line (the slope of the last four profile samples): the zero-phase smoother
+    # of the correction then leaves the deepest samples unbiased (a constant continuation bends them)
+    last_v = np.take_along_axis(a, last_col, 1)
+    prev_v = np.take_along_axis(a, np.clip(last_col - 4, 0, m - 1), 1)
+    slope = np.nan_to_num((last_v - prev_v) / np.float32(4))
+    np.copyto(a, last_v + slope * (j - last_col).astype(np.float32), where=beyond)
+    if rows.size:
+        both = np.concatenate([rows, rows + n])
+        a[both] = _ffill(a[both], np.concatenate([~bad[rows], ~bad[rows]]))
+    reverse = np.concatenate([reverse, reverse])
+    if reverse.any():
+        a[reverse] = a[reverse, ::-1]
+    a = moduli.undo_output_filter(a, S.sample_interval, S.time_constant, S.filter_slope)
+    if reverse.any():
+        a[reverse] = a[reverse, ::-1]
+    return a[:n], a[n:], extra
 
 
 def _to_output(a, S, out=None):
