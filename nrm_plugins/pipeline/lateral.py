@@ -74,12 +74,14 @@ def saturation_level(x, y, clip: float):
         return np.full(n, np.inf, np.float32)
     level = np.full(n, clip, np.float32)
     for a in (x, y):
-        mag = np.abs(a)
-        top = np.fmax.reduce(mag, axis=1)
+        top = np.fmax(np.fmax.reduce(a, axis=1), -np.fmin.reduce(a, axis=1))  # max |a|, NaN ignored
         edge = (top * np.float32(1 - 1e-6)).astype(np.float32)
+        # a rail at or above the level cannot lower it: only the other ramps are counted
         with np.errstate(invalid="ignore"):
-            rail = ((mag >= edge[:, None]).sum(1) >= RAIL_SAMPLES) & (top >= RAIL_MIN)
-        level = np.where(rail, np.minimum(level, edge), level)
+            cand = np.flatnonzero((top >= RAIL_MIN) & (edge < level))
+            if cand.size:
+                rail = (np.abs(a[cand]) >= edge[cand, None]).sum(1) >= RAIL_SAMPLES
+                level[cand[rail]] = edge[cand[rail]]
     return level
 
 
