@@ -4,19 +4,25 @@
     python benchmarks/bench_pipeline.py --e2e           # also: 16 384 x 1024 grid file, nrm process end to end
 
 1. In memory, realistic simulated ramps of 1024 samples: the contact method alone, and contact + depth +
-   lateral + derivative + moduli + SEI thickness (the pipeline's per-chunk work), 1 and 2 threads.
-2. nanite's contact-point methods (``fit_constant_line``, ``deviation_from_baseline``) on the same ramps,
+   lateral + derivative + moduli + SEI thickness (the pipeline's per-chunk work), 1 and 2 threads, without
+   and with the lock-in lag correction; throughput against the chunk size.
+2. Where the time of one thread goes: each stage's functions timed inside the pipeline's own chunks.
+3. nanite's contact-point methods (``fit_constant_line``, ``deviation_from_baseline``) on the same ramps,
    one call per ramp: speed and accuracy against the simulator's ideal two-line intersection.
-3. ``nrm process`` on a 16 384-ramp Nanonis grid file: wall time and peak RSS against the file size.
+4. ``nrm process`` on a 16 384-ramp Nanonis grid file: wall time and peak RSS against the file size.
+
+Every time is the best of a few repetitions (the machine is shared: the load average is printed).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,12 +55,17 @@ def main():
     sim = simulate.simulate("realistic", nx=nx, ny=ny, seed=1, windows=[[0.005, 2.0]])
     ds = sim.model.load()
     n = ds.sizes["ramp"]
+    S_lag = proc._settings(ds, sim.calibration.resolve(ds), {}, [])  # the simulator's lock-in tau: corrected
     cal = sim.calibration.copy()
     cal.set("lockin", "time_constant", 0.0)  # the optional lag correction is benchmarked apart
     cal = cal.resolve(ds)
     S = proc._settings(ds, cal, {}, [])
     arr = proc._load(ds)
-    chunks = [slice(s, min(n, s + args.chunk)) for s in range(0, n, args.chunk)]
+
+    def split(size):
+        return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+    chunks = split(args.chunk)
     print(f"{n} realistic ramps x {ds.sizes['sample']} samples; chunks of {args.chunk}; {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.2f}\n")
 
@@ -62,29 +73,43 @@ def main():
     x = ((arr["piezo"] - arr["piezo"][:, :1]) * 1e9).astype(np.float32)
     y = arr["deflection"] * np.float32(S.deflection_scale)
 
-    def run_all(one, workers):
+    def run_all(one, workers, parts=None):
+        parts = chunks if parts is None else parts
         if workers == 1:
-            for sl in chunks:
+            for sl in parts:
                 one(sl)
         else:
             with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(one, chunks))
+                list(pool.map(one, parts))
 
     def contact_all(workers):
         run_all(lambda sl: contact.two_line(x[sl], y[sl]), workers)
 
-    def pipeline_all(workers):
-        run_all(lambda sl: proc._chunk({k: v[sl] for k, v in arr.items()}, S), workers)
+    def pipeline_all(workers, settings=S, parts=None):
+        run_all(lambda sl: proc._chunk({k: v[sl] for k, v in arr.items()}, settings), workers, parts)
 
     rows = []
     for name, fn in (("contact point (two-line)", contact_all),
-                     ("contact + depth + derivative + moduli + SEI", pipeline_all)):
+                     ("contact + depth + derivative + moduli + SEI", pipeline_all),
+                     ("... with the lock-in lag correction", lambda w: pipeline_all(w, S_lag))):
         for w in (1, 2):
             t = best_of(lambda: fn(w))
             rows.append((name, w, n / t, t / n * 1e6))
     print(f"{'stage':<46} {'threads':>7} {'ramps/s':>10} {'us/ramp':>9}")
     for name, w, rate, us in rows:
         print(f"{name:<46} {w:>7} {rate:>10.0f} {us:>9.1f}")
+
+    print(f"\n{'chunk (ramps)':<14} {'1 thread':>10} {'2 threads':>10}   (ramps/s, whole chunk, no lag correction)")
+    for size in (128, 256, 512, 1024):
+        rates = [n / best_of(lambda: pipeline_all(w, S, split(size))) for w in (1, 2)]
+        print(f"{size:<14} {rates[0]:>10.0f} {rates[1]:>10.0f}")
+
+    print(f"\nwhere one thread's time goes (chunks of {args.chunk}; us per ramp):")
+    for label, settings in (("no lag correction", S), ("with the lag correction", S_lag)):
+        times, total = stage_times(proc, lambda: pipeline_all(1, settings), settings)
+        print(f"  {label}: {total / n * 1e6:.1f} us per ramp")
+        for stage, t in times:
+            print(f"    {stage:<52} {t / n * 1e6:>6.1f}  {t / total:>4.0%}")
 
     # ---- nanite on the same ramps
     print()
@@ -119,6 +144,51 @@ def main():
 
     if args.e2e:
         end_to_end()
+
+
+def stage_times(proc, run, settings):
+    """Run ``run`` once with the pipeline's stage functions wrapped by timers: [(stage, seconds)], total."""
+    from nrm_plugins.pipeline import thickness
+
+    spent = defaultdict(float)
+
+    def timed(stage, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[stage] += time.perf_counter() - t
+        return wrapper
+
+    patches = [(proc, "_background", "background: means, halves, trend lines"),
+               (proc, "_lag_correct", "lock-in lag correction"),
+               (proc, "resample", "resampling onto the depth grid"),
+               (proc, "_to_output", "moduli onto the results' grid"),
+               (thickness, "sei_thickness", "SEI thickness")]
+    saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
+    # the methods are frozen dataclasses held by the settings: wrapped copies, restored below
+    methods = (settings.contact, settings.derivative)
+    settings.contact = dataclasses.replace(methods[0], function=timed(
+        "contact point (block sums, lines, regions)", methods[0].function))
+    settings.derivative = dataclasses.replace(methods[1], function=timed(
+        "derivative (local polynomial)", methods[1].function))
+    for mod, attr, stage in patches:
+        setattr(mod, attr, timed(stage, getattr(mod, attr)))
+    try:
+        run()  # warm-up
+        spent.clear()
+        t = time.perf_counter()
+        run()
+        total = time.perf_counter() - t
+    finally:
+        for mod, attr, fn in saved:
+            setattr(mod, attr, fn)
+        settings.contact, settings.derivative = methods
+    rest = total - sum(spent.values())
+    rows = sorted(((k, v) for k, v in spent.items() if v > 0), key=lambda kv: -kv[1])
+    rows.append(("rest (validity, depth, contact index, flags, copies)", rest))
+    return rows, total
 
 
 def end_to_end():
