@@ -779,7 +779,8 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
     last_v = np.take_along_axis(a, last_col, 1)
     prev_v = np.take_along_axis(a, np.clip(last_col - 4, 0, m - 1), 1)
     slope = np.nan_to_num((last_v - prev_v) / np.float32(4))
-    np.copyto(a, last_v + slope * (j - last_col).astype(np.float32), where=beyond)
+    ahead = np.arange(m, dtype=np.float32)[None, :] - last_col.astype(np.float32)  # samples past the last
+    np.copyto(a, last_v + slope * ahead, where=beyond)
     if rows.size:
         both = np.concatenate([rows, rows + n])
         a[both] = _ffill(a[both], np.concatenate([~bad[rows], ~bad[rows]]))
