@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -64,7 +65,7 @@ BACKGROUND_DRIFT = 15.0
 BACKGROUND_STEP = 0.01
 #: time constants (one filter stage) after which the lock-in's memory of the hard contact is below 1e-6
 LAG_DECAY = 14.0
-OPTIONS = ("progress", "keep_profiles", "keep_forces", "chunk_size", "workers", "clip_level",
+OPTIONS = ("progress", "keep_profiles", "keep_forces", "chunk_size", "workers", "executor", "clip_level",
            "time_constant_correction", "bootstrap_samples", "seed", "base_dir", "source_files")
 PROCESSING_KEYS = ("z_max", "z_step", "contact_method", "derivative_method", "derivative_window",
                    "background_region", "tip_compliance_correction", "windows", "group_by", "ci_method",
@@ -236,12 +237,14 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
             progress(rows.stop, n_ramps)
 
     starts = list(range(0, n_ramps, chunk))
-    if workers <= 1 or len(starts) <= 1:
+    executor = options.get("executor")  # any concurrent.futures.Executor, e.g. dask's client.get_executor()
+    if executor is None and (workers <= 1 or len(starts) <= 1):
         for s in starts:
             rows = slice(s, min(n_ramps, s + chunk))
             collect(rows, _chunk(_load(ds.isel(ramp=rows)), S))
     else:
-        with ThreadPoolExecutor(workers) as pool:
+        workers = max(workers, 2) if executor is not None else workers
+        with (contextlib.nullcontext(executor) if executor is not None else ThreadPoolExecutor(workers)) as pool:
             pending = []
             for s in starts:
                 rows = slice(s, min(n_ramps, s + chunk))
