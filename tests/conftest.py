@@ -70,3 +70,15 @@ def images_in_chromium(html, tmp_path) -> tuple[int, int]:
     total = re.search(r'data-images-total="(\d+)"', body.group(0))
     assert loaded and total, body.group(0)
     return int(loaded.group(1)), int(total.group(1))
+
+
+def assert_each_raises_reader_error(tmp_path, cases: dict) -> None:
+    """Write each ``{file name: bytes}`` and check ``nrm.open`` raises a ReaderError naming that file."""
+    import nrm_plugins as nrm
+
+    for name, content in cases.items():
+        path = Path(tmp_path) / name
+        path.write_bytes(content)
+        with pytest.raises(nrm.ReaderError) as info:
+            nrm.open(path)
+        assert name in str(info.value)

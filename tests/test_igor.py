@@ -9,7 +9,7 @@ import nrm_plugins as nrm
 from nrm_plugins.model import validate
 from nrm_plugins.readers import igor
 
-from conftest import gwyddion_convert, real_file
+from conftest import assert_each_raises_reader_error, gwyddion_convert, real_file
 
 FILES = {  # file: (directions, samples per segment) from the note's Indexes/Direction
     "asylum/fmt-igor-fd_SiN_FD_plot.ibw": (["approach", "retract"], [1009, 1007]),
@@ -137,12 +137,7 @@ def test_bad_files_raise_reader_error(tmp_path):
         "short_header.ibw": data[:100],
         "checksum.ibw": data[:50] + bytes([data[50] ^ 0x55]) + data[51:],
     }
-    for name, content in cases.items():
-        path = tmp_path / name
-        path.write_bytes(content)
-        with pytest.raises(nrm.ReaderError) as info:
-            nrm.open(path)
-        assert name in str(info.value)
+    assert_each_raises_reader_error(tmp_path, cases)
     with pytest.raises(nrm.ReaderError, match="truncated: the Igor header announces 41227 bytes"):
         nrm.open(tmp_path / "truncated.ibw")
 

@@ -12,7 +12,7 @@ import nrm_plugins as nrm
 from nrm_plugins.model import validate
 from nrm_plugins.readers import park
 
-from conftest import gwyddion_convert, real_file
+from conftest import assert_each_raises_reader_error, gwyddion_convert, real_file
 
 FORCE = "park/ForceCurve_009.tiff"
 IMAGES = ["park/ForceCurve_009.tiff", "park/Park_20210916_034.tiff", "park/example_ps.tiff"]
@@ -172,12 +172,7 @@ def test_bad_files_raise_reader_error(tmp_path):
         "truncated.tiff": data[: len(data) // 2],
         "truncated_end.tiff": data[:-1000],
     }
-    for name, content in cases.items():
-        path = tmp_path / name
-        path.write_bytes(content)
-        with pytest.raises(nrm.ReaderError) as info:
-            nrm.open(path)
-        assert name in str(info.value)
+    assert_each_raises_reader_error(tmp_path, cases)
     with pytest.raises(nrm.ReaderError, match="truncated: the TIFF directory points to data up to byte 476887"):
         nrm.open(tmp_path / "truncated_end.tiff")
 
