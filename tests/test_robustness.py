@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import nrm_plugins as nrm
 from independent_sim import WINDOWS, Scenario, score, simulate

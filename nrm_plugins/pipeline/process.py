@@ -866,7 +866,6 @@ def _check_invols(per_ramp, ok, S, warn):
 def _assemble(ds, cal, S, options, coords, grouping, acc, per_ramp, contact_index, ok, flag_text, counts,
               g_interval, e_storage_out, e_loss_out, e_storage, e_loss, forces, warn, phase_info,
               potential_source, ci_method):
-    n = len(ok)
     z = np.arange(S.n_z) * S.z_step * 1e-9
     ramp_coords = {}
     for c in ("x", "y", "time", "potential", "source", "index", "direction"):
