@@ -112,3 +112,20 @@ def test_empty_window_and_single_ramp_window():
     assert np.isfinite(res.E_storage_mean.values[1][n1 == 1]).all()
     assert np.isnan(res.E_storage_ci_low.values[1]).all()
     assert any("no accepted ramp" in w for w in res.attrs["warnings"])
+
+
+def test_t_interval_coverage_over_200_seeds():
+    """The [report] acceptance literally: 200 seeds, each a small window of 20 locations with one ramp each;
+    the 95 % t interval of the window mean covers the simulator's population mean in 92–98 % of seeds."""
+    covered, truth_k = [], None
+    for seed in range(200):
+        sim = simulate.simulate("clean", nx=5, ny=4, n_samples=512, seed=1000 + seed, windows=[[0.005, 0.02]],
+                                modulus_spread=0.1)
+        if truth_k is None:
+            k = int(_depths(sim)[len(_depths(sim)) // 2])
+            truth_k = k, float(sim.truth.E_storage_mean.values[0, k])
+        k, truth = truth_k
+        res = nrm.process(sim.model, sim.calibration, workers=1)
+        assert int(res.E_storage_n.values[0, k]) == 20
+        covered.append(res.E_storage_ci_low.values[0, k] <= truth <= res.E_storage_ci_high.values[0, k])
+    assert 0.92 <= np.mean(covered) <= 0.98, np.mean(covered)
