@@ -243,11 +243,12 @@ def describe(ds: xr.Dataset) -> dict:
     if "direction" in ds.coords and ds.sizes.get("ramp", 0):
         vals, counts = np.unique(ds["direction"].values.astype(str), return_counts=True)
         out["directions"] = {str(k) or "(unknown)": int(c) for k, c in zip(vals, counts)}
-    out["metadata"] = {k: _jsonable(v) for k, v in ds.attrs.items() if k != "vendor_header"}
+    out["metadata"] = {k: jsonable(v) for k, v in ds.attrs.items() if k != "vendor_header"}
     return out
 
 
-def _jsonable(v):
+def jsonable(v):
+    """Plain Python (JSON-able) values from numpy scalars/arrays, tuples and dicts; anything else as text."""
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, np.ndarray):
@@ -255,7 +256,7 @@ def _jsonable(v):
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     return str(v)

@@ -185,15 +185,22 @@ class PluginManager:
         return path
 
     # ------------------------------------------------------------------ methods and sources
+    #: hook of each kind of provided item
+    PROVIDED = {"contact": "nrm_contact_methods", "derivative": "nrm_derivative_methods",
+                "analysis": "nrm_analyses", "hw": "nrm_hw_sources"}
+
+    def provided(self, kind: str) -> dict:
+        """``kind`` in ``contact``, ``derivative``, ``analysis``, ``hw``: {name: (plugin name, item)};
+        the first plugin to offer a name keeps it."""
+        out = {}
+        for plugin, items in self._call_each(self.PROVIDED[kind]):
+            for item in items or []:
+                out.setdefault(item.name, (plugin, item))
+        return out
+
     def methods(self, kind: str) -> dict:
         """``kind`` in ``contact``, ``derivative``, ``analysis``: {name: Method}."""
-        hook = {"contact": "nrm_contact_methods", "derivative": "nrm_derivative_methods",
-                "analysis": "nrm_analyses"}[kind]
-        out = {}
-        for _, methods in self._call_each(hook):
-            for m in methods or []:
-                out.setdefault(m.name, m)
-        return out
+        return {name: item for name, (_, item) in self.provided(kind).items()}
 
     def method(self, kind: str, name: str):
         methods = self.methods(kind)
@@ -202,11 +209,7 @@ class PluginManager:
         return methods[name]
 
     def hw_sources(self) -> dict:
-        out = {}
-        for _, sources in self._call_each("nrm_hw_sources"):
-            for s in sources or []:
-                out.setdefault(s.name, s)
-        return out
+        return {name: item for name, (_, item) in self.provided("hw").items()}
 
 
 def _hook_names():

@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import ReaderError, WriterError
+from .model import jsonable
 from .hookspecs import hookimpl
 
 JSON_PREFIX = "json:"
@@ -22,27 +23,15 @@ NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"\x89HDF\r\n\x1a\n")
 
 def _encode_value(v):
     if isinstance(v, (bool, np.bool_)) or v is None or isinstance(v, dict):
-        return JSON_PREFIX + json.dumps(_plain(v))
+        return JSON_PREFIX + json.dumps(jsonable(v))
     if isinstance(v, (list, tuple)):
         arr = np.asarray(v, dtype=object)
         if arr.ndim == 1 and len(v) and all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool)
                                              for x in v):
             return np.asarray(v)
-        return JSON_PREFIX + json.dumps(_plain(v))
+        return JSON_PREFIX + json.dumps(jsonable(v))
     if isinstance(v, str) and v.startswith(JSON_PREFIX):  # a literal that looks encoded
         return JSON_PREFIX + json.dumps(v)
-    return v
-
-
-def _plain(v):
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
     return v
 
 

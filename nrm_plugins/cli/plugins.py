@@ -18,8 +18,7 @@ def run(args) -> int:
 
     pm = get_plugin_manager()
     formats = pm.write_formats()
-    methods = {kind: pm.methods(kind) for kind in ("contact", "derivative", "analysis")}
-    sources = pm.hw_sources()
+    provided = {kind: pm.provided(kind) for kind in pm.PROVIDED}  # {kind: {name: (plugin, item)}}
     rows = []
     for info in pm.plugins():
         row = {
@@ -27,9 +26,9 @@ def run(args) -> int:
             "distribution": info.origin, "version": info.version, "module": info.module,
             "hooks": info.hooks, "status": "broken" if info.error else "ok", "error": info.error,
             "writes": [f["name"] for f in formats if f["plugin"] == info.name],
-            "methods": {k: sorted(n for n, m in ms.items() if _owner(pm, k, n) == info.name)
-                        for k, ms in methods.items()},
-            "hw_sources": sorted(n for n in sources if _owner(pm, "hw", n) == info.name),
+            "methods": {k: sorted(n for n, (owner, _) in items.items() if owner == info.name)
+                        for k, items in provided.items() if k != "hw"},
+            "hw_sources": sorted(n for n, (owner, _) in provided["hw"].items() if owner == info.name),
         }
         row["methods"] = {k: v for k, v in row["methods"].items() if v}
         rows.append(row)
@@ -53,15 +52,3 @@ def run(args) -> int:
     print(f"{len(rows)} plugin(s), {broken} broken")
     return 0
 
-
-def _owner(pm, kind, name):
-    hook = {"contact": "nrm_contact_methods", "derivative": "nrm_derivative_methods",
-            "analysis": "nrm_analyses", "hw": "nrm_hw_sources"}[kind]
-    for impl in getattr(pm.pm.hook, hook).get_hookimpls():
-        try:
-            items = impl.function()
-        except Exception:  # noqa: BLE001 - reported elsewhere
-            continue
-        if any(getattr(m, "name", None) == name for m in items or []):
-            return impl.plugin_name
-    return None
