@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .. import native
+
 #: default derivative window (m): full width of the local fit
 DEFAULT_WINDOW = 2e-9
 
@@ -45,7 +47,30 @@ def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int, pos
         the result is NaN): a quantity linear in the sample index, ``a + b i``, resamples to
         ``a + b position``
     :returns: (ramps, n_grid) complex64, NaN outside each ramp's data (and the positions)
+
+    The compiled kernel (:mod:`nrm_plugins.native`) computes the same, one ramp at a time; this numpy
+    version is the reference it is tested against and runs when the kernels are not built.
     """
+    if native.available():
+        return _resample_native(z, values, lo, hi, grid_start, step, n_grid, positions)
+    return _resample_numpy(z, values, lo, hi, grid_start, step, n_grid, positions)
+
+
+def _resample_native(z, values, lo, hi, grid_start, step, n_grid, positions):
+    n, m = z.shape
+    out = np.empty((n, n_grid), np.complex64)
+    pos = np.empty((n, n_grid), np.float32) if positions else None
+    if n:
+        z = native.f32(z)
+        values = np.ascontiguousarray(values, np.complex64)
+        lo = np.ascontiguousarray(lo, np.int64)
+        hi = np.ascontiguousarray(hi, np.int64)
+        if native.lib().nrm_resample(n, m, z, values, lo, hi, grid_start, step, n_grid, out, native.ptr(pos)):
+            raise MemoryError("resampling: out of memory")
+    return (out, pos) if positions else out
+
+
+def _resample_numpy(z, values, lo, hi, grid_start, step, n_grid, positions=False):
     n, m = z.shape
     lo = np.asarray(lo, np.intp)
     hi = np.asarray(hi, np.intp)
@@ -137,8 +162,20 @@ def local_polynomial(values, step: float, window: float):
     :param step: grid step (nm)
     :param window: full width of the local fit (nm); h = round(window / (2 step)) points each side
     :returns: (ramps, grid) complex64 derivative per nm, NaN where ``values`` is NaN
+
+    Runs the compiled kernel when it is built (the same definition; this numpy version is its reference).
     """
     h = max(1, int(round(window / (2 * step))))
+    if native.available():
+        out = np.empty(values.shape, np.complex64)
+        if native.lib().nrm_local_polynomial(values.shape[0], values.shape[1],
+                                             np.ascontiguousarray(values, np.complex64), h, step, out):
+            raise MemoryError("local_polynomial: out of memory")
+        return out
+    return _local_polynomial_numpy(values, step, h)
+
+
+def _local_polynomial_numpy(values, step: float, h: int):
     n, g = values.shape
     ker = np.arange(-h, h + 1, dtype=np.float64)
     ker /= (ker * ker).sum() * step

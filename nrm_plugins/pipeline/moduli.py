@@ -48,13 +48,18 @@ def modulus(slope, force, factor: complex, r_g: float, amplitude: float, lateral
     :param amplitude: A_l (m)
     :param lateral_stiffness: k_lat (N/m) for the tip-compliance inverse; None: Eq. 5 as in the paper
     """
-    scale = np.complex64(-factor / (4.0 * r_g * amplitude))
+    scale = np.complex64(modulus_scale(factor, r_g, amplitude))
     e = slope * scale
     if lateral_stiffness is not None:
         tip = (1.0 - force * np.complex64(1.0 / (amplitude * lateral_stiffness)))
         with np.errstate(invalid="ignore", divide="ignore"):
             e = e / (tip * tip)
     return e
+
+
+def modulus_scale(factor: complex, r_g: float, amplitude: float) -> complex:
+    """E* = this × dU/dz_p (Eq. 5 without the tip-compliance correction)."""
+    return -factor / (4.0 * r_g * amplitude)
 
 
 def shear_factor(poisson: float) -> float:

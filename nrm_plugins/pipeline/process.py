@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 from .._version import __version__
+from .. import native
 from ..calibration import SCHEMA, Calibration
 from ..errors import CalibrationError, ModelError
 from ..model import ROLES, assign_roles, validate
@@ -93,6 +94,8 @@ class Settings:
     n_grid: int
     out_j0: np.ndarray = field(repr=False, default=None)
     out_w: np.ndarray = field(repr=False, default=None)
+    out_j0_64: np.ndarray = field(repr=False, default=None)  # the same, as the compiled kernel takes them
+    out_w_32: np.ndarray = field(repr=False, default=None)
     background_region: float | None = None  # nm; None = auto
     clip: float = math.inf
     time_constant: float = 0.0
@@ -365,7 +368,8 @@ def _settings(ds, cal, options, warn) -> Settings:
         deflection_scale=scale, factor=factor, amplitude=amplitude, r_g=cal.get("model", "r_g"),
         poisson=cal.get("model", "poisson"), frequency=frequency, lateral_stiffness=k_lat,
         z_step=z_step, z_max=z_max, n_z=n_z, step=step, window=window, top=top, n_grid=n_grid,
-        out_j0=j0, out_w=w, background_region=None if bg == "auto" else float(bg) * 1e9, clip=clip,
+        out_j0=j0, out_w=w, out_j0_64=np.ascontiguousarray(j0, np.int64),
+        out_w_32=np.ascontiguousarray(w, np.float32), background_region=None if bg == "auto" else float(bg) * 1e9, clip=clip,
         time_constant=tau, filter_slope=slope, sample_interval=dt,
         lag_samples=lag_samples, contact=cm,
         contact_params=cm.resolve(), derivative=dm,
@@ -569,17 +573,16 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         x_rise = np.take_along_axis(x, np.clip(free_end, 0, m - 1)[:, None], 1)[:, 0]
         i_bg = (x - x_rise[:, None] > np.float32(S.background_region)).sum(1)
         i_bg = np.minimum(i_bg, free_end)
-    wbg = (j < i_bg[:, None]) & (j >= edge)
+    bg_start = np.full(n, edge, np.int64)
     if valid_l is not None:
-        masked = wbg & ~valid_l
+        masked = (j < i_bg[:, None]) & (j >= edge) & ~valid_l
         masked_bg = masked.any(1)
         clipped_bg = (masked & np.isfinite(X) & np.isfinite(Y)).any(1)
-        wbg = wbg & valid_l
         X = np.where(valid_l, X, 0.0).astype(np.float32)
         Y = np.where(valid_l, Y, 0.0).astype(np.float32)
     # the background region must be free liquid: its two halves agree within the noise (a ramp that
     # starts inside a soft layer shows the layer response changing there)
-    parts = _background(X, Y, wbg, j < (i_bg // 2)[:, None])
+    parts = _background(X, Y, valid_l, bg_start, i_bg, i_bg // 2)
     bg, bg1, bg2 = parts["all"], parts["first"], parts["second"]
     with np.errstate(invalid="ignore", divide="ignore"):
         n1, n2 = bg1["n"], bg2["n"]
@@ -623,11 +626,15 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         if want_slope:
             slope_out[sel] = -d
         force = grid * np.complex64(S.factor) if (S.lateral_stiffness or S.keep_forces) else None
-        e_int = moduli.modulus(d * np.complex64(-1e9), force, S.factor, S.r_g, S.amplitude, S.lateral_stiffness)
+        if S.lateral_stiffness:
+            e_int, e_scale = moduli.modulus(d * np.complex64(-1e9), force, S.factor, S.r_g, S.amplitude,
+                                            S.lateral_stiffness), 1.0
+        else:  # Eq. 5 is a constant factor: folded into the interpolation onto the results' grid
+            e_int, e_scale = d, complex(moduli.modulus_scale(S.factor, S.r_g, S.amplitude)) * -1e9
         if all_ok:
-            e_out = _to_output(e_int, S, out=E)
+            e_out = _to_output(e_int, S, out=E, scale=e_scale)
         else:
-            e_out = _to_output(e_int, S)
+            e_out = _to_output(e_int, S, scale=e_scale)
             E[sel] = e_out
         if F is not None:
             F[sel] = _to_output(force, S)
@@ -695,12 +702,38 @@ def _contact(x, y, valid, weighted_rows, S):
     return out
 
 
-def _background(X, Y, w, half):
-    """Mean and noise of X, Y over the weighted samples ``w`` and over its two parts ``w & half`` and
-    ``w & ~half``, and the least-squares lines of X and Y against the sample index over ``w`` (``trend``:
-    complex ``slope`` per sample, the weighted mean index ``jbar``, the noise ``sigma`` about the lines,
-    per component).  Float32 products over the columns the weights use, summed per row; the values are
-    centred on their mean (a first pass) and the index on the middle column, for precision."""
+_BG_PARTS = ("all", "first", "second")
+
+
+def _background(X, Y, valid, start, stop, half):
+    """Mean and noise of X, Y over the samples ``start <= j < stop`` of each row that are ``valid`` (None:
+    all), and over its two parts ``j < half`` and ``j >= half``, and the least-squares lines of X and Y
+    against the sample index over them (``trend``: complex ``slope`` per sample, the mean index ``jbar``,
+    the noise ``sigma`` about the lines, per component).  The compiled kernel computes it in double
+    precision; :func:`_background_numpy` is its reference."""
+    if not native.available():
+        j = np.arange(X.shape[1])[None, :]
+        w = (j >= start[:, None]) & (j < stop[:, None])
+        if valid is not None:
+            w &= valid
+        return _background_numpy(X, Y, w, j < half[:, None])
+    n, m = X.shape
+    out = np.empty((16, n))
+    v = None if valid is None else np.ascontiguousarray(valid, np.uint8)
+    native.lib().nrm_background(n, m, native.f32(X), native.f32(Y), native.ptr(v), np.ascontiguousarray(start, np.int64),
+                                np.ascontiguousarray(stop, np.int64), np.ascontiguousarray(half, np.int64), out)
+    res = {}
+    for p, key in enumerate(_BG_PARTS):
+        res[key] = {"x": out[4 * p].astype(np.float32), "y": out[4 * p + 1].astype(np.float32),
+                    "sigma": out[4 * p + 2], "n": out[4 * p + 3]}
+    res["trend"] = {"slope": out[12] + 1j * out[13], "jbar": out[14], "sigma": out[15]}
+    return res
+
+
+def _background_numpy(X, Y, w, half):
+    """Numpy reference of :func:`_background` with the boolean masks ``w`` and ``half``: float32 products
+    over the columns the weights use, summed per row; the values are centred on their mean (a first pass)
+    and the index on the middle column, for precision."""
     n, m = X.shape
     used = w.any(0)
     width = max(1, m - int(np.argmax(used[::-1]))) if used.any() else 1
@@ -796,16 +829,30 @@ def _lag_correct(X, Y, valid, reverse, hi, S):
     return a[:n], a[n:], extra
 
 
-def _to_output(a, S, out=None):
-    """Internal (falling) grid → the results' grid (rising z, step z_step) by linear interpolation.
+def _to_output(a, S, out=None, scale=1.0):
+    """Internal (falling) grid → the results' grid (rising z, step z_step) by linear interpolation, times
+    ``scale`` (complex).
 
-    The output points of one phase (k mod ratio) take consecutive internal points in reverse order with
-    one weight, so each phase is two strided views of ``a`` (no gather), written into ``out`` (new when
-    None)."""
+    The compiled kernel interpolates row by row; in numpy, the output points of one phase (k mod ratio)
+    take consecutive internal points in reverse order with one weight, so each phase is two strided views
+    of ``a`` (no gather), written into ``out`` (new when None)."""
     n = a.shape[0]
-    ratio = max(1, int(round(S.step / S.z_step)))
     if out is None:
         out = np.empty((n, S.n_z), a.dtype)
+    if native.available() and a.dtype == np.complex64 and out.flags.c_contiguous:
+        scale = complex(scale)
+        native.lib().nrm_to_output(n, a.shape[1], np.ascontiguousarray(a), S.n_z, S.out_j0_64, S.out_w_32,
+                                   scale.real, scale.imag, out)
+        return out
+    _to_output_numpy(a, S, out)
+    if scale != 1.0:
+        out *= np.complex64(scale)
+    return out
+
+
+def _to_output_numpy(a, S, out):
+    n = a.shape[0]
+    ratio = max(1, int(round(S.step / S.z_step)))
 
     def rev(first, count):  # internal points first, first-1, ..., count of them
         stop = first - count

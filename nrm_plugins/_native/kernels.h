@@ -1,0 +1,38 @@
+/* Calling conventions of the compiled kernels (nrm_plugins/native.py declares the same with ctypes).
+ * Arrays are C-contiguous, row-major (ramps, samples); every function handles rows independently. */
+#ifndef NRM_KERNELS_H
+#define NRM_KERNELS_H
+#include <stdint.h>
+
+/* bump when a signature below changes: native.py refuses a shared object of another version */
+#define NRM_KERNELS_ABI 1
+
+/* Two-line contact point (nrm_plugins/pipeline/contact.py two_line, same algorithm, per row).
+ * x, y: (n, m) float32; w: (n, m) float32 0/1 weights or NULL.  par: block, threshold, region_threshold,
+ * baseline_margin, slope_lo, slope_hi, slope_tolerance, noise_floor, baseline_window (9 doubles).
+ * out: (10, n) doubles: position, uncertainty, baseline_slope, baseline_offset, contact_slope,
+ * contact_offset, free_end, contact_start, noise, flags.  Returns 0, or -1 when out of memory. */
+int nrm_two_line(int64_t n, int64_t m, const float *x, const float *y, const float *w, const double *par,
+                 double *out);
+
+/* Resample (derivative.py resample): z (n, m) float32, values (n, m) complex64 as float pairs,
+ * lo/hi (n) int64; grid top, step, n_grid; out (n, n_grid) complex64, pos (n, n_grid) float32 or NULL. */
+int nrm_resample(int64_t n, int64_t m, const float *z, const float *values, const int64_t *lo,
+                 const int64_t *hi, double top, double step, int64_t n_grid, float *out, float *pos);
+
+/* Savitzky-Golay derivative (derivative.py local_polynomial): values, out (n, g) complex64 as float pairs;
+ * h points each side; step in the grid's unit. */
+int nrm_local_polynomial(int64_t n, int64_t g, const float *values, int64_t h, double step, float *out);
+
+/* Liquid background (process.py _background): X, Y (n, m) float32, valid (n, m) uint8 or NULL; the samples
+ * start <= j < stop, first part j < half.  out (16, n) doubles: mean x, mean y, sigma, count of all, of the
+ * first part and of the second; trend slope (re, im, per sample), its mean index jbar, its sigma. */
+int nrm_background(int64_t n, int64_t m, const float *X, const float *Y, const uint8_t *valid,
+                   const int64_t *start, const int64_t *stop, const int64_t *half, double *out);
+
+/* Internal grid -> results' grid times a complex factor (process.py _to_output): a (n, g), out (n, nz)
+ * complex64; j0 (nz) int64, w (nz) float32 interpolation weights. */
+int nrm_to_output(int64_t n, int64_t g, const float *a, int64_t nz, const int64_t *j0, const float *w,
+                  double f_re, double f_im, float *out);
+
+#endif

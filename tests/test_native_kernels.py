@@ -1,0 +1,122 @@
+"""The compiled kernels (nrm_plugins._nrmk) against their numpy reference implementations.
+
+Each kernel computes the same definition as the numpy code it replaces; these tests run both on the same
+inputs (random profiles with edge cases, and the whole pipeline on simulated ramps) and assert agreement
+to rounding.  The contact kernel has its own module (test_native_contact.py).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from nrm_plugins import native, simulate
+from nrm_plugins.pipeline import derivative
+
+proc = sys.modules["nrm_plugins.pipeline.process"]
+
+pytestmark = pytest.mark.skipif(not native.available(), reason=f"compiled kernels unavailable: {native.reason}")
+
+
+@pytest.mark.skipif(os.environ.get("NRM_PURE_PYTHON", "") not in ("", "0"), reason="NRM_PURE_PYTHON is set")
+def test_kernels_are_built():
+    """An install with a C compiler builds the kernels; a failed build would silently fall back to numpy."""
+    assert native.available(), native.reason
+
+
+def _profiles(seed=0, n=400, m=1024):
+    """z_p falling with noisy steps (some stepping back), complex values, per-row lo/hi incl. edge cases."""
+    rng = np.random.default_rng(seed)
+    z = np.cumsum(-np.abs(rng.normal(0.06, 0.05, (n, m))), axis=1) + rng.uniform(20, 60, (n, 1))
+    z = (z + rng.normal(0, 0.02, (n, m))).astype(np.float32)
+    v = (rng.normal(size=(n, m)) + 1j * rng.normal(size=(n, m))).astype(np.complex64)
+    lo = rng.integers(0, 200, n)
+    hi = rng.integers(600, m + 1, n)
+    hi[0] = lo[0] + 2  # the shortest profile
+    lo[1], hi[1] = 0, m  # the whole row
+    return z, v, lo, hi
+
+
+@pytest.mark.parametrize("positions", [False, True])
+def test_resample_matches_numpy(positions):
+    z, v, lo, hi = _profiles()
+    args = (z, v, lo, hi, 30.0, 0.05, 800, positions)
+    a = derivative._resample_native(*args)
+    b = derivative._resample_numpy(*args)
+    a, b = (a, b) if positions else ((a,), (b,))
+    for x, y in zip(a, b):
+        assert np.array_equal(np.isnan(x), np.isnan(y))
+        assert np.isfinite(x).sum() > 0.5 * x.size
+        np.testing.assert_allclose(x[np.isfinite(x)], y[np.isfinite(y)], rtol=0, atol=5e-5)
+
+
+@pytest.mark.parametrize("h", [1, 5, 10])
+def test_local_polynomial_matches_numpy(h):
+    rng = np.random.default_rng(h)
+    n, g = 300, 600
+    v = np.cumsum(rng.normal(size=(n, g)) + 1j * rng.normal(size=(n, g)), axis=1).astype(np.complex64)
+    start = rng.integers(0, 100, n)
+    stop = rng.integers(100, g + 1, n)
+    stop[0] = start[0] + 2 * h  # one point too short: all NaN
+    stop[1] = start[1] + 2 * h + 1  # just long enough: edges only
+    for r in range(n):
+        v[r, :start[r]] = np.nan
+        v[r, stop[r]:] = np.nan
+    step = 0.05
+    a = derivative.local_polynomial(v, step, 2 * h * step)
+    b = derivative._local_polynomial_numpy(v, step, h)
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    assert np.isnan(a[0]).all() and np.isfinite(a[1, start[1]:stop[1]]).all()
+    scale = np.nanmax(np.abs(b))
+    np.testing.assert_allclose(a[np.isfinite(a)] / scale, b[np.isfinite(b)] / scale, rtol=0, atol=2e-6)
+    # and the definition itself: a quadratic's derivative is exact, at the edges too
+    k = np.arange(g, dtype=np.float64)
+    quad = ((0.3 * k * k - 2 * k + 1) * step ** 2 * (1 + 0.5j)).astype(np.complex64)[None, :]
+    d = derivative.local_polynomial(quad, step, 2 * h * step)
+    np.testing.assert_allclose(d[0], (0.6 * k - 2) * step * (1 + 0.5j), rtol=2e-4, atol=2e-4)
+
+
+def test_background_matches_numpy():
+    rng = np.random.default_rng(1)
+    n, m = 300, 1024
+    X = (rng.normal(size=(n, m)) * 0.01 + 0.3 + np.arange(m) * 1e-5).astype(np.float32)
+    Y = (rng.normal(size=(n, m)) * 0.01 - 0.2).astype(np.float32)
+    valid = rng.random((n, m)) > 0.05
+    start = rng.integers(0, 20, n)
+    stop = rng.integers(20, 600, n)
+    stop[0], stop[1], stop[2] = start[0], start[1] + 1, start[2] + 2  # empty, one and two samples
+    half = stop // 2
+    a = proc._background(X, Y, valid, start, stop, half)
+    j = np.arange(m)[None, :]
+    w = ((j >= start[:, None]) & (j < stop[:, None])) & valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b = proc._background_numpy(X, Y, w, j < half[:, None])
+    for part in a:
+        for key in a[part]:
+            x, y = np.asarray(a[part][key]), np.asarray(b[part][key])
+            assert np.array_equal(np.isfinite(x), np.isfinite(y)), (part, key)
+            ok = np.isfinite(y)
+            np.testing.assert_allclose(x[ok], y[ok], rtol=1e-4, atol=1e-9, err_msg=f"{part} {key}")
+    assert a["all"]["n"][3] == w[3].sum() and a["first"]["n"][3] == (w[3] & (j[0] < half[3])).sum()
+
+
+def test_whole_pipeline_same_with_and_without_kernels(monkeypatch):
+    """nrm.process on simulated rough ramps: every result identical to rounding with the numpy stages."""
+    import nrm_plugins as nrm
+
+    sim = simulate.simulate("rough", nx=24, ny=12, seed=3, windows=[[0.005, 2.0]])
+    opts = dict(progress=False, windows=[[1.0, 2.0], [0.005, 1.0]])
+    fast = nrm.process(sim.model, sim.calibration, **opts)
+    monkeypatch.setattr(native, "_lib", None)
+    ref = nrm.process(sim.model, sim.calibration, **opts)
+    assert (fast.flag.values == ref.flag.values).all()
+    assert fast.ok.values.sum() == ref.ok.values.sum() >= 0.95 * fast.sizes["ramp"]
+    np.testing.assert_allclose(fast.contact_position, ref.contact_position, rtol=0, atol=1e-12)  # < 0.001 nm
+    for name in ("E_storage", "E_loss", "sei_thickness", "E_storage_mean"):
+        x, y = fast[name].values, ref[name].values
+        assert np.array_equal(np.isnan(x), np.isnan(y)), name
+        scale = np.nanmax(np.abs(y))
+        np.testing.assert_allclose(x[np.isfinite(x)] / scale, y[np.isfinite(y)] / scale, rtol=0, atol=5e-5,
+                                   err_msg=name)
