@@ -46,7 +46,7 @@ def main():
     ap.add_argument("--e2e", action="store_true", help="also the 16 384 x 1024 file end to end")
     args = ap.parse_args()
 
-    from nrm_plugins import pipeline, simulate
+    from nrm_plugins import native, pipeline, simulate
     from nrm_plugins.pipeline import contact
 
     proc = sys.modules[pipeline.__name__ + ".process"]  # the module (the package exports the function)
@@ -85,19 +85,42 @@ def main():
     def contact_all(workers):
         run_all(lambda sl: contact.two_line(x[sl], y[sl]), workers)
 
+    # the speed goal: contact + depth + derivative + moduli (the pipeline's own functions, on the
+    # background-free lateral signal prepared once)
+    from nrm_plugins.pipeline import derivative as deriv, moduli
+
+    U = np.empty(x.shape, np.complex64)
+    U.real = arr["lateral_x"] - arr["lateral_x"][:, :64].mean(1, keepdims=True)
+    U.imag = arr["lateral_y"] - arr["lateral_y"][:, :64].mean(1, keepdims=True)
+    e_scale = complex(moduli.modulus_scale(S.factor, S.r_g, S.amplitude)) * -1e9
+
+    def core(sl):
+        res = S.contact.function(x[sl], y[sl], None, **S.contact_params)
+        z, _, lo, hi = proc._depth(x[sl], y[sl], res, S)
+        ok = hi - lo >= 2
+        lo, hi = np.where(ok, lo, 0), np.where(ok, hi, 2)
+        grid = deriv.resample(z, U[sl], lo, hi, S.top, S.step, S.n_grid)
+        d = S.derivative.function(grid, S.step, S.window, **S.derivative_params)
+        return proc._to_output(d, S, scale=e_scale)
+
+    def core_all(workers):
+        run_all(core, workers)
+
     def pipeline_all(workers, settings=S, parts=None):
         run_all(lambda sl: proc._chunk({k: v[sl] for k, v in arr.items()}, settings), workers, parts)
 
     rows = []
     for name, fn in (("contact point (two-line)", contact_all),
-                     ("contact + depth + derivative + moduli + SEI", pipeline_all),
+                     ("contact + depth + derivative + moduli", core_all),
+                     ("whole chunk (+ checks, lateral, background, SEI)", pipeline_all),
                      ("... with the lock-in lag correction", lambda w: pipeline_all(w, S_lag))):
         for w in (1, 2):
             t = best_of(lambda: fn(w))
             rows.append((name, w, n / t, t / n * 1e6))
-    print(f"{'stage':<46} {'threads':>7} {'ramps/s':>10} {'us/ramp':>9}")
+    print(f"compiled kernels: {'yes' if native.available() else 'no (' + str(native.reason) + ')'}")
+    print(f"{'stage':<50} {'threads':>7} {'ramps/s':>10} {'us/ramp':>9}")
     for name, w, rate, us in rows:
-        print(f"{name:<46} {w:>7} {rate:>10.0f} {us:>9.1f}")
+        print(f"{name:<50} {w:>7} {rate:>10.0f} {us:>9.1f}")
 
     print(f"\n{'chunk (ramps)':<14} {'1 thread':>10} {'2 threads':>10}   (ramps/s, whole chunk, no lag correction)")
     for size in (128, 256, 512, 1024):

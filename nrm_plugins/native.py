@@ -54,6 +54,11 @@ def _load():
     lib.nrm_background.restype = ctypes.c_int
     lib.nrm_to_output.argtypes = [n_t, n_t, c64, n_t, i64, f32, ctypes.c_double, ctypes.c_double, c64]
     lib.nrm_to_output.restype = ctypes.c_int
+    lib.nrm_depth.argtypes = [n_t, n_t, f32, f32, f64, f64, f64, f64, f64, f64, i64, ctypes.c_double, f32, i64,
+                              i64, i64]
+    lib.nrm_depth.restype = None
+    lib.nrm_prepare.argtypes = [n_t, n_t, f64, f32, f32, f32, ctypes.c_double, f32, f32, f32, f32, f64]
+    lib.nrm_prepare.restype = None
     _lib = lib
 
 

@@ -58,15 +58,18 @@ int nrm_local_polynomial(int64_t n, int64_t g, const float *values, int64_t h, d
         }
         if (count < K || g < K) continue;
         int64_t stop = start + count;
-        for (int64_t j = start + h; j < stop - h; j++) {
-            const float *w0 = v + 2 * (j - h);
-            float re = 0.0f, im = 0.0f;
-            for (int64_t k = 0; k < K; k++) {
-                re += ker[k] * w0[2 * k];
-                im += ker[k] * w0[2 * k + 1];
+        /* interior: as a float array (re, im interleaved) o[t] = sum_k ker[k] v[t - 2h + 2k], tap by tap so
+         * that the loop over t vectorizes */
+        {
+            float *ot = o + 2 * (start + h);
+            const float *vt = v + 2 * start;
+            const int64_t len = 2 * (stop - start - 2 * h);
+            for (int64_t t = 0; t < len; t++) ot[t] = ker[0] * vt[t];
+            for (int64_t k = 1; k < K; k++) {
+                const float kk = ker[k];
+                const float *vk = vt + 2 * k;
+                for (int64_t t = 0; t < len; t++) ot[t] += kk * vk[t];
             }
-            o[2 * j] = re;
-            o[2 * j + 1] = im;
         }
         for (int64_t q = 0; q < h; q++) {
             const float *lw = edge + q * K, *uw = edge + (h + 1 + q) * K;

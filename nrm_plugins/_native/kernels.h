@@ -35,4 +35,15 @@ int nrm_background(int64_t n, int64_t m, const float *X, const float *Y, const u
 int nrm_to_output(int64_t n, int64_t g, const float *a, int64_t nz, const int64_t *j0, const float *w,
                   double f_re, double f_im, float *out);
 
+/* Depth z_p (n, m float32 out), contact index, profile bounds lo/hi (process.py _chunk): x, y (n, m)
+ * float32 oriented nm; xs, baseline and contact lines, noise (n) doubles; contact_start (n) int64. */
+void nrm_depth(int64_t n, int64_t m, const float *x, const float *y, const double *xs, const double *bslope,
+               const double *boff, const double *cslope, const double *coff, const double *noise,
+               const int64_t *contact_start, double top, float *z, int64_t *cidx, int64_t *lo, int64_t *hi);
+
+/* First pass (process.py _chunk): piezo (n, m) double, deflection/X/Y float32 in; per-row stats (12, n)
+ * doubles and the oriented x (nm), y (deflection * scale), X, Y (n, m) float32 out. */
+void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
+                 double scale, float *x, float *y, float *X, float *Y, double *stats);
+
 #endif

@@ -62,19 +62,23 @@ def clip_level(cal) -> float:
     return CLIP_LEVEL if cal.get("lockin", "signal") == "output" else math.inf
 
 
-def saturation_level(x, y, clip: float):
+def saturation_level(x, y, clip: float, tops=None):
     """Per-ramp level (V) from which |X| or |Y| counts as clipped: ``clip``, or lower where a ramp sits on
     a rail (its extreme |X| or |Y|, at least :data:`RAIL_MIN`, repeated in :data:`RAIL_SAMPLES` samples).
 
     :param x, y: (ramps, samples) recorded X, Y (V), NaN allowed
     :param clip: the fixed level (inf: no clipping, e.g. ``signal = "input"``)
+    :param tops: the rows' max |x| and max |y| (NaN ignored) when the caller has them already
     """
     n = x.shape[0]
     if not math.isfinite(clip):
         return np.full(n, np.inf, np.float32)
     level = np.full(n, clip, np.float32)
-    for a in (x, y):
-        top = np.fmax(np.fmax.reduce(a, axis=1), -np.fmin.reduce(a, axis=1))  # max |a|, NaN ignored
+    for i, a in enumerate((x, y)):
+        if tops is None:
+            top = np.fmax(np.fmax.reduce(a, axis=1), -np.fmin.reduce(a, axis=1))  # max |a|, NaN ignored
+        else:
+            top = np.asarray(tops[i], np.float32)
         edge = (top * np.float32(1 - 1e-6)).astype(np.float32)
         # a rail at or above the level cannot lower it: only the other ramps are counted
         with np.errstate(invalid="ignore"):

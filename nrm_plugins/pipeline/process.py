@@ -437,22 +437,45 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     flags = np.zeros(n, np.int64)
     j = np.arange(m)[None, :]
 
-    # ---- valid length, NaN and clipping (cheap row tests first)
-    fin_p = np.isfinite(piezo)
-    length = np.where(fin_p.any(1), m - np.argmax(fin_p[:, ::-1], axis=1), 0)
-    row_nan = ~np.isfinite(piezo.sum(1) + defl.sum(1) + lx.sum(1) + ly.sum(1))
-    amax = np.fmax(np.fmax.reduce(np.abs(lx), axis=1), np.fmax.reduce(np.abs(ly), axis=1))
-    clip_row = lateral.saturation_level(lx, ly, S.clip)  # S.clip, or a lower rail (ADC saturation)
+    # ---- valid length, NaN and clipping (cheap row tests first), and the oriented working arrays: every
+    # row from the far end to the surface, x = piezo (nm) from its first sample, y = deflection (nm)
+    rows_n = np.arange(n)
+    if native.available():
+        x, y, X, Y = (np.empty((n, m), np.float32) for _ in range(4))
+        st = np.empty((12, n))
+        native.lib().nrm_prepare(n, m, np.ascontiguousarray(piezo, np.float64), native.f32(defl), native.f32(lx),
+                                 native.f32(ly), S.deflection_scale, x, y, X, Y, st)
+        length = st[0].astype(np.int64)
+        p_first, p_last, reverse = st[2], st[3], st[4] > 0
+        nan_p, nan_d, nan_l = st[5] > 0, st[6] > 0, st[7] > 0
+        tops = st[8].astype(np.float32), st[9].astype(np.float32)
+        dmax = st[10].astype(np.float32)
+        rail_d = st[11] >= lateral.RAIL_SAMPLES
+        fin_p = None
+    else:
+        fin_p = np.isfinite(piezo)
+        length = np.where(fin_p.any(1), m - np.argmax(fin_p[:, ::-1], axis=1), 0)
+        nan_p = ~np.isfinite(piezo.sum(1))
+        nan_d = ~np.isfinite(defl.sum(1))
+        nan_l = ~np.isfinite(lx.sum(1) + ly.sum(1))
+        tops = tuple(np.fmax(np.fmax.reduce(a, axis=1), -np.fmin.reduce(a, axis=1)) for a in (lx, ly))
+        # a saturated photodiode/ADC in deep hard contact: the ramp's largest deflection repeated exactly
+        dmax = np.fmax.reduce(defl, axis=1)
+        with np.errstate(invalid="ignore"):
+            rail_d = (defl >= dmax[:, None]).sum(1) >= lateral.RAIL_SAMPLES
+        p_first = piezo[rows_n, np.argmax(fin_p, axis=1)]
+        p_last = piezo[rows_n, np.maximum(length - 1, 0)]
+        reverse = p_first < p_last
+    row_nan = nan_p | nan_d | nan_l
+    amax = np.fmax(*tops)
+    clip_row = lateral.saturation_level(lx, ly, S.clip, tops=tops)  # S.clip, or a lower rail (ADC saturation)
     row_clip = amax >= clip_row
-    # a saturated photodiode/ADC in deep hard contact: the ramp's largest deflection repeated exactly
-    dmax = np.fmax.reduce(defl, axis=1)
-    with np.errstate(invalid="ignore"):
-        at_dmax = defl >= dmax[:, None]
-    rail_d = at_dmax.sum(1) >= lateral.RAIL_SAMPLES
     special = row_nan | row_clip | (length < m) | rail_d
-    special_d = ~np.isfinite(piezo.sum(1) + defl.sum(1)) | (length < m) | rail_d  # the contact fit needs weights
+    special_d = nan_p | nan_d | (length < m) | rail_d  # the contact fit needs weights
     valid_d = valid_l = None
     if special.any():
+        if fin_p is None:
+            fin_p = np.isfinite(piezo)
         inlen = j < length[:, None]
         valid_d = fin_p & np.isfinite(defl) & inlen
         valid_l = np.isfinite(lx) & np.isfinite(ly) & inlen
@@ -463,29 +486,26 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
                 clipped = (np.abs(lx) >= clip_row[:, None]) | (np.abs(ly) >= clip_row[:, None])
             valid_l &= ~clipped
         if rail_d.any():
+            with np.errstate(invalid="ignore"):
+                at_dmax = defl >= dmax[:, None]
             valid_d &= ~(at_dmax & rail_d[:, None])  # left out of the contact line, like missing samples
     too_short = length < 32
     if valid_d is not None:
         too_short |= valid_d.sum(1) < 32
     flags[too_short] |= NAN_REJECT
 
-    # ---- orientation: every row from the far end to the surface
-    rows_n = np.arange(n)
-    first_idx = np.argmax(fin_p, axis=1)
-    p_first = piezo[rows_n, first_idx]
-    p_last = piezo[rows_n, np.maximum(length - 1, 0)]
-    reverse = p_first < p_last
     ref = np.where(np.isfinite(p_first), p_first, 0.0)
-    x = ((piezo - ref[:, None]) * 1e9).astype(np.float32)
-    y = defl * np.float32(S.deflection_scale)
-    X = lx.astype(np.float32, copy=True)
-    Y = ly.astype(np.float32, copy=True)
-    if reverse.any():
-        for a in (x, y, X, Y):
-            _orient(a, reverse, length, m)
-        if valid_d is not None:
-            _orient(valid_d, reverse, length, m)
-            _orient(valid_l, reverse, length, m)
+    if not native.available():
+        x = ((piezo - ref[:, None]) * 1e9).astype(np.float32)
+        y = defl * np.float32(S.deflection_scale)
+        X = lx.astype(np.float32, copy=True)
+        Y = ly.astype(np.float32, copy=True)
+        if reverse.any():
+            for a in (x, y, X, Y):
+                _orient(a, reverse, length, m)
+    if reverse.any() and valid_d is not None:
+        _orient(valid_d, reverse, length, m)
+        _orient(valid_l, reverse, length, m)
 
     # ---- contact point
     res = _contact(x, y, valid_d, special_d & ~too_short, S)
@@ -495,31 +515,10 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     bslope, boff = res["baseline_slope"], res["baseline_offset"]
     bad_contact = ~np.isfinite(xs)
     flags[bad_contact & ((flags & REJECT_MASK) == 0)] |= 2
-    xs_f = np.where(np.isfinite(xs), xs, 0.0).astype(np.float32)
+    noise = res["noise"]
 
     # ---- depth z_p (nm) and the contact index (by position)
-    z = (x - xs_f[:, None]) + (y - (boff.astype(np.float32)[:, None] + bslope.astype(np.float32)[:, None] * x))
-    noise = res["noise"]
-    thr = np.maximum(0.5 * noise, 0.01).astype(np.float32)
-    # distance above the constant-compliance line, in z_p units (the layer lies above the line, hard
-    # contact on it): hard contact begins where its 4-sample mean falls to half a noise standard deviation
-    cs32 = res["contact_slope"].astype(np.float32)[:, None]
-    gap = (y - (res["contact_offset"].astype(np.float32)[:, None] + cs32 * x)) / \
-        (bslope.astype(np.float32)[:, None] - cs32)
-    run = gap[:, :-3] + gap[:, 1:-2] + gap[:, 2:-1] + gap[:, 3:]
-    # ... or, within 0.3 nm of the line, where it stops falling (the curvature of the Hertz contact
-    # keeps noise-free data a few hundredths of a nm above the fitted line)
-    step = np.abs(x[:, -1] - x[:, 0]) / max(m - 1, 1)
-    flat = (gap[:, :-3] - gap[:, 3:]) <= np.float32(3 * 0.1) * step[:, None]
-    reach = (run <= 4 * thr[:, None]) | ((run <= np.float32(4 * 0.3)) & flat)
-    has = reach.any(1)
-    cidx = np.where(has, np.argmax(reach, axis=1), res["contact_start"])
-    cidx = np.minimum(cidx, res["contact_start"] + 8)
-    hi = np.maximum(cidx - 1, 0)  # one sample of margin before the hard contact
-    # profile starts one sample above the internal grid's top
-    above = (x - xs_f[:, None]) > np.float32(S.top + 1.0)
-    lo = np.maximum(above.sum(1) - 1, 0)
-    lo = np.minimum(lo, hi)
+    z, cidx, lo, hi = _depth(x, y, res, S)
 
     # ---- lateral: the deep end of the profile, validity, lock-in lag, background
     # clipped samples right before the contact are the hard-contact onset (approach) or, on a retract,
@@ -680,6 +679,46 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     return out
 
 
+def _depth(x, y, res, S):
+    """Depth z_p (nm), the contact index (the first hard-contact sample, by position) and the profile's
+    sample range [lo, hi) of oriented rows, from the contact method's lines (compiled kernel, or numpy)."""
+    n, m = x.shape
+    if native.available():
+        z = np.empty((n, m), np.float32)
+        cidx, lo, hi = (np.empty(n, np.int64) for _ in range(3))
+        c64 = [np.ascontiguousarray(res[k], np.float64) for k in
+               ("position", "baseline_slope", "baseline_offset", "contact_slope", "contact_offset", "noise")]
+        native.lib().nrm_depth(n, m, native.f32(x), native.f32(y), *c64,
+                               np.ascontiguousarray(res["contact_start"], np.int64), S.top, z, cidx, lo, hi)
+        return z, cidx, lo, hi
+    xs = res["position"]
+    bslope, boff = res["baseline_slope"], res["baseline_offset"]
+    xs_f = np.where(np.isfinite(xs), xs, 0.0).astype(np.float32)
+    z = (x - xs_f[:, None]) + (y - (boff.astype(np.float32)[:, None] + bslope.astype(np.float32)[:, None] * x))
+    noise = res["noise"]
+    thr = np.maximum(0.5 * noise, 0.01).astype(np.float32)
+    # distance above the constant-compliance line, in z_p units (the layer lies above the line, hard
+    # contact on it): hard contact begins where its 4-sample mean falls to half a noise standard deviation
+    cs32 = res["contact_slope"].astype(np.float32)[:, None]
+    gap = (y - (res["contact_offset"].astype(np.float32)[:, None] + cs32 * x)) / \
+        (bslope.astype(np.float32)[:, None] - cs32)
+    run = gap[:, :-3] + gap[:, 1:-2] + gap[:, 2:-1] + gap[:, 3:]
+    # ... or, within 0.3 nm of the line, where it stops falling (the curvature of the Hertz contact
+    # keeps noise-free data a few hundredths of a nm above the fitted line)
+    step = np.abs(x[:, -1] - x[:, 0]) / max(m - 1, 1)
+    flat = (gap[:, :-3] - gap[:, 3:]) <= np.float32(3 * 0.1) * step[:, None]
+    reach = (run <= 4 * thr[:, None]) | ((run <= np.float32(4 * 0.3)) & flat)
+    has = reach.any(1)
+    cidx = np.where(has, np.argmax(reach, axis=1), res["contact_start"])
+    cidx = np.minimum(cidx, res["contact_start"] + 8)
+    hi = np.maximum(cidx - 1, 0)  # one sample of margin before the hard contact
+    # profile starts one sample above the internal grid's top
+    above = (x - xs_f[:, None]) > np.float32(S.top + 1.0)
+    lo = np.maximum(above.sum(1) - 1, 0)
+    lo = np.minimum(lo, hi)
+    return z, cidx, lo, hi
+
+
 def _contact(x, y, valid, weighted_rows, S):
     """Run the contact method, with weights only for the rows that need them."""
     fn, params = S.contact.function, S.contact_params
@@ -719,7 +758,7 @@ def _background(X, Y, valid, start, stop, half):
         return _background_numpy(X, Y, w, j < half[:, None])
     n, m = X.shape
     out = np.empty((16, n))
-    v = None if valid is None else np.ascontiguousarray(valid, np.uint8)
+    v = None if valid is None else np.ascontiguousarray(valid, bool).view(np.uint8)
     native.lib().nrm_background(n, m, native.f32(X), native.f32(Y), native.ptr(v), np.ascontiguousarray(start, np.int64),
                                 np.ascontiguousarray(stop, np.int64), np.ascontiguousarray(half, np.int64), out)
     res = {}
@@ -851,7 +890,6 @@ def _to_output(a, S, out=None, scale=1.0):
 
 
 def _to_output_numpy(a, S, out):
-    n = a.shape[0]
     ratio = max(1, int(round(S.step / S.z_step)))
 
     def rev(first, count):  # internal points first, first-1, ..., count of them
