@@ -59,6 +59,10 @@ def _load():
     lib.nrm_depth.restype = None
     lib.nrm_prepare.argtypes = [n_t, n_t, f64, f32, f32, f32, ctypes.c_double, f32, f32, f32, f32, f64]
     lib.nrm_prepare.restype = None
+    u8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+    dbl = ctypes.c_double
+    lib.nrm_sei_thickness.argtypes = [n_t, n_t, c64, f64, dbl, dbl, n_t, n_t, dbl, dbl, dbl, f64, u8]
+    lib.nrm_sei_thickness.restype = ctypes.c_int
     _lib = lib
 
 

@@ -102,6 +102,33 @@ def test_background_matches_numpy():
     assert a["all"]["n"][3] == w[3].sum() and a["first"]["n"][3] == (w[3] & (j[0] < half[3])).sum()
 
 
+def test_sei_thickness_matches_numpy():
+    from nrm_plugins.pipeline import thickness
+
+    rng = np.random.default_rng(0)
+    n, g, top, step = 2000, 513, 101.2, 0.2
+    depth = top - step * np.arange(g)
+    h = rng.uniform(0, 60, n)  # layer thickness (nm): the response rises linearly below its top
+    v = (np.clip(h[:, None] - depth[None, :], 0, None) * (1 + 0.3j) * 0.01
+         + (rng.normal(size=(n, g)) + 1j * rng.normal(size=(n, g))) * 0.002).astype(np.complex64)
+    start, stop = rng.integers(0, 50, n), rng.integers(300, g + 1, n)
+    for r in range(n):
+        v[r, :start[r]] = np.nan
+        v[r, stop[r]:] = np.nan
+    sigma = np.full(n, 0.002)
+    sigma[:5], sigma[5:10] = np.nan, 0.0
+    a, top_a = thickness.sei_thickness(v, sigma, top, step)
+    b, top_b = thickness._sei_thickness_numpy(v, sigma, top, step)
+    assert np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(top_a, top_b)
+    np.testing.assert_allclose(a[np.isfinite(a)], b[np.isfinite(b)], rtol=0, atol=1e-5)
+    # and the truth: the layer's top where it lies inside the data (a slope of 5 sigma per nm here: the
+    # secant extrapolation over 1 nm of noisy response is good to a few tenths of a nm)
+    seen = np.isfinite(a) & (h > 5) & (h < depth[start] - 2) & (h > depth[stop - 1] + 2)
+    assert seen.sum() > 500
+    err = np.abs(a[seen] - h[seen])
+    assert np.median(err) < 0.3 and np.percentile(err, 95) < 0.8, (np.median(err), np.percentile(err, 95))
+
+
 def test_whole_pipeline_same_with_and_without_kernels(monkeypatch):
     """nrm.process on simulated rough ramps: every result identical to rounding with the numpy stages."""
     import nrm_plugins as nrm

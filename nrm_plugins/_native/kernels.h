@@ -46,4 +46,10 @@ void nrm_depth(int64_t n, int64_t m, const float *x, const float *y, const doubl
 void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
                  double scale, float *x, float *y, float *X, float *Y, double *stats);
 
+/* SEI thickness (thickness.py): values (n, g) complex64, sigma (n); grid top, step (nm); p, q grid points of
+ * persistence and secant; out thickness (n, nm, NaN undetermined), at_top (n) uint8. */
+int nrm_sei_thickness(int64_t n, int64_t g, const float *values, const double *sigma, double top, double step,
+                      int64_t p, int64_t q, double rel_floor, double threshold, double bottom_reach,
+                      double *thick, uint8_t *at_top);
+
 #endif

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import native
+
 THRESHOLD = 5.0
 #: noise floor relative to the largest response of the ramp (noise-free data)
 RELATIVE_FLOOR = 1e-4
@@ -38,7 +40,24 @@ def sei_thickness(values, sigma, grid_top: float, step: float):
     :param values: (ramps, grid) complex, NaN outside each ramp's data; grid z = grid_top - k·step (nm)
     :param sigma: (ramps,) noise of each component (same units as ``values``)
     :returns: (thickness (nm, NaN where undetermined), at_top (bool: response above noise at the top))
+
+    Runs the compiled kernel when it is built; :func:`_sei_thickness_numpy` is its reference.
     """
+    n, g = values.shape
+    p = max(1, int(round(PERSISTENCE * 1e9 / step)))
+    q = max(1, int(round(SECANT * 1e9 / step)))
+    if native.available() and g > 0:
+        thick = np.empty(n)
+        at_top = np.empty(n, np.uint8)
+        if native.lib().nrm_sei_thickness(n, g, np.ascontiguousarray(values, np.complex64),
+                                          np.ascontiguousarray(sigma, np.float64), grid_top, step, p, q,
+                                          RELATIVE_FLOOR, THRESHOLD, BOTTOM_REACH * 1e9, thick, at_top):
+            raise MemoryError("sei_thickness: out of memory")
+        return thick, at_top.view(bool)
+    return _sei_thickness_numpy(values, sigma, grid_top, step)
+
+
+def _sei_thickness_numpy(values, sigma, grid_top: float, step: float):
     n, g = values.shape
     mag = np.abs(values)
     finite = np.isfinite(mag)
