@@ -7,6 +7,7 @@ to rounding.  The contact kernel has its own module (test_native_contact.py).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -24,6 +25,11 @@ pytestmark = pytest.mark.skipif(not native.available(), reason=f"compiled kernel
 def test_kernels_are_built():
     """An install with a C compiler builds the kernels; a failed build would silently fall back to numpy."""
     assert native.available(), native.reason
+    out = subprocess.run([sys.executable, "-m", "nrm_plugins", "plugins"], capture_output=True, text=True, check=True)
+    assert "compiled pipeline kernels: yes" in out.stdout
+    off = subprocess.run([sys.executable, "-m", "nrm_plugins", "plugins"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "NRM_PURE_PYTHON": "1"})
+    assert "compiled pipeline kernels: no (turned off by NRM_PURE_PYTHON)" in off.stdout
 
 
 def _profiles(seed=0, n=400, m=1024):

@@ -50,5 +50,9 @@ def run(args) -> int:
             print(f"    hardware sources: {', '.join(row['hw_sources'])}")
     broken = sum(r["status"] == "broken" for r in rows)
     print(f"{len(rows)} plugin(s), {broken} broken")
+    from .. import native
+
+    print("compiled pipeline kernels: " + ("yes" if native.available() else f"no ({native.reason}); the numpy "
+                                           "implementations run instead (same results, slower)"))
     return 0
 
