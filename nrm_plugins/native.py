@@ -63,6 +63,8 @@ def _load():
     dbl = ctypes.c_double
     lib.nrm_sei_thickness.argtypes = [n_t, n_t, c64, f64, dbl, dbl, n_t, n_t, dbl, dbl, dbl, f64, u8]
     lib.nrm_sei_thickness.restype = ctypes.c_int
+    lib.nrm_undo_output_filter.argtypes = [n_t, n_t, f32, dbl, dbl, dbl, n_t, n_t]
+    lib.nrm_undo_output_filter.restype = ctypes.c_int
     _lib = lib
 
 

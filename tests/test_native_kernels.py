@@ -135,6 +135,19 @@ def test_sei_thickness_matches_numpy():
     assert np.median(err) < 0.3 and np.percentile(err, 95) < 0.8, (np.median(err), np.percentile(err, 95))
 
 
+def test_undo_output_filter_matches_numpy(monkeypatch):
+    from nrm_plugins.pipeline import moduli
+
+    rng = np.random.default_rng(0)
+    t = np.arange(1024)
+    y = (np.sin(t / 60.0)[None, :] * rng.uniform(0.5, 2, (40, 1)) + rng.normal(0, 1e-3, (40, 1024)))
+    y = y.astype(np.float32)
+    a = moduli.undo_output_filter(y.copy(), 1e-4, 3e-4, 24)
+    monkeypatch.setattr(native, "_lib", None)
+    b = moduli.undo_output_filter(y.copy(), 1e-4, 3e-4, 24)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+
+
 def test_whole_pipeline_same_with_and_without_kernels(monkeypatch):
     """nrm.process on simulated rough ramps: every result identical to rounding with the numpy stages."""
     import nrm_plugins as nrm

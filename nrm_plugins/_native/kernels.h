@@ -52,4 +52,9 @@ int nrm_sei_thickness(int64_t n, int64_t g, const float *values, const double *s
                       int64_t p, int64_t q, double rel_floor, double threshold, double bottom_reach,
                       double *thick, uint8_t *at_top);
 
+/* Undo the lock-in output filter (moduli.py undo_output_filter), in place on (n, m) float32 rows in time
+ * order: one stage's coefficients b0, b1, minus_e; the number of stages and of smoothing passes. */
+int nrm_undo_output_filter(int64_t n, int64_t m, float *values, double b0, double b1, double minus_e,
+                           int64_t stages, int64_t passes);
+
 #endif
