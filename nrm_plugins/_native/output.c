@@ -12,11 +12,11 @@ int nrm_to_output(int64_t n, int64_t g, const float *a, int64_t nz, const int64_
         float *o = out + 2 * r * nz;
         for (int64_t k = 0; k < nz; k++) {
             const float *lo = ar + 2 * j0[k];
-            float re = lo[0], im = lo[1], wk = w[k];
-            if (wk > 0.0f) {
-                re += wk * (lo[2] - re);
-                im += wk * (lo[3] - im);
-            }
+            const float wk = w[k];
+            const float *up = lo + (wk > 0.0f ? 2 : 0); /* branch-free: w = 0 reads the lower point twice */
+            float re = lo[0], im = lo[1];
+            re += wk * (up[0] - re);
+            im += wk * (up[1] - im);
             o[2 * k] = fr * re - fi * im;
             o[2 * k + 1] = fr * im + fi * re;
         }

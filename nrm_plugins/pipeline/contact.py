@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import native
+
 #: bit flags of a ramp (the pipeline turns them into the ``flag`` text)
 NO_BASELINE = 1
 NO_CONTACT = 2
@@ -319,6 +321,10 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
              noise_floor: float = 1e-4, baseline_window: float = 50.0) -> dict:
     """Two-line contact point of a batch of ramps (see the module docstring).
 
+    The compiled kernel (``nrm_two_line`` in ``nrm_plugins/_native/contact.c``: the same algorithm, one ramp
+    at a time, in double precision) computes it when :func:`nrm_plugins.native.available`;
+    :func:`_two_line_numpy` is its reference and the fallback.
+
     :param x: (ramps, samples) piezo position d_s in nm, each row ordered from the farthest sample to the
         deepest (an approach as recorded; the pipeline reverses retract ramps), referenced to any
         per-row constant.
@@ -339,6 +345,43 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
         first deflection rise, the first sample of the fitted contact region), ``noise`` (nm, per
         sample), ``flags`` (int bit mask, :data:`FLAGS`).
     """
+    params = dict(block=block, threshold=threshold, region_threshold=region_threshold,
+                  baseline_margin=baseline_margin, contact_slope_range=contact_slope_range,
+                  contact_slope_tolerance=contact_slope_tolerance, noise_floor=noise_floor,
+                  baseline_window=baseline_window)
+    if not native.available():
+        return _two_line_numpy(x, y, weight, **params)
+    x = np.ascontiguousarray(x, np.float32)
+    y = np.ascontiguousarray(y, np.float32)
+    n, m = x.shape
+    if n == 0 or m == 0 or block < 1 or int(block) != block:  # nothing to compute, or numpy's own error
+        return _two_line_numpy(x, y, weight, **params)
+    w = None if weight is None else np.ascontiguousarray(weight, np.float32)
+    if y.shape != x.shape or (w is not None and w.shape != x.shape):
+        raise ValueError(f"two_line: x {x.shape}, y {y.shape} and weight {None if w is None else w.shape} differ")
+    lo, hi = contact_slope_range
+    par = np.array([block, threshold, region_threshold, baseline_margin, lo, hi, contact_slope_tolerance,
+                    noise_floor, baseline_window], np.float64)
+    out = np.empty((10, n))
+    if native.lib().nrm_two_line(n, m, x, y, native.ptr(w), par, out) == -1:
+        raise MemoryError("two_line: out of memory in the compiled kernel")
+    res = dict(zip(_KEYS, out))
+    for k in ("free_end", "contact_start", "flags"):
+        res[k] = res[k].astype(np.int64)
+    return res
+
+
+#: the keys of :func:`two_line`'s result, in the order of the compiled kernel's output rows
+_KEYS = ("position", "uncertainty", "baseline_slope", "baseline_offset", "contact_slope", "contact_offset",
+         "free_end", "contact_start", "noise", "flags")
+
+
+def _two_line_numpy(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, region_threshold: float = 3.0,
+                    baseline_margin: float = 0.1, contact_slope_range=(-2.0, -0.5),
+                    contact_slope_tolerance: float = 0.15, noise_floor: float = 1e-4,
+                    baseline_window: float = 50.0) -> dict:
+    """:func:`two_line` in numpy, vectorized over the ramps: the reference of the compiled kernel and the
+    implementation used without it (same parameters and result)."""
     bs = block_sums(x, y, weight, block)
     n, nb = bs["c"].shape
     cnt = bs["c"]
