@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import math
 import os
+import threading
 
 import numpy as np
 
@@ -90,3 +92,23 @@ def f32(a) -> np.ndarray:
 def ptr(a) -> int | None:
     """Address of a contiguous array's data, or None (a NULL pointer) for None."""
     return None if a is None else a.ctypes.data
+
+
+_local = threading.local()
+
+
+def scratch(key: str, shape, dtype) -> np.ndarray:
+    """A work array of this thread, reused from call to call (contents undefined).
+
+    For the large temporaries of one chunk of the pipeline, which die before the chunk's function returns:
+    fresh multi-MiB arrays per chunk are page-faulted in again and again (glibc hands them back to the
+    system), and with two worker threads the faults serialize on the process's memory map.  Never return
+    one of these arrays (or a view of it) to a caller: the next chunk on this thread overwrites it.
+    """
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    pool = _local.__dict__.setdefault("pool", {})
+    buf = pool.get(key)
+    if buf is None or buf.nbytes < size:
+        buf = pool[key] = np.empty(max(size, 1), np.uint8)
+    return buf[:size].view(dtype).reshape(shape)

@@ -35,6 +35,7 @@ static void moments(double cnt, double sx, double sy, double sxx, double syy, do
 int nrm_background(int64_t n, int64_t m, const float *X, const float *Y, const uint8_t *valid,
                    const int64_t *start, const int64_t *stop, const int64_t *half, double *out)
 {
+    nrm_enter();
     for (int64_t r = 0; r < n; r++) {
         const float *x = X + r * m, *y = Y + r * m;
         const uint8_t *ok = valid ? valid + r * m : NULL;

@@ -412,6 +412,7 @@ static inline void block_plain(const float *x, const float *y, int64_t B, double
 int nrm_two_line(int64_t n, int64_t m, const float *x, const float *y, const float *w, const double *par,
                  double *out)
 {
+    nrm_enter();
     if (n <= 0) return 0;
     int64_t block = (int64_t)par[0];
     if (block < 1 || m < 1) return -2;

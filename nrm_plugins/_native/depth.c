@@ -14,6 +14,7 @@ void nrm_depth(int64_t n, int64_t m, const float *x, const float *y, const doubl
                const double *boff, const double *cslope, const double *coff, const double *noise,
                const int64_t *contact_start, double top, float *z, int64_t *cidx, int64_t *lo, int64_t *hi)
 {
+    nrm_enter();
     const float top1 = (float)(top + 1.0);
     for (int64_t r = 0; r < n; r++) {
         const float *xr = x + r * m, *yr = y + r * m;

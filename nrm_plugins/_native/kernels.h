@@ -4,6 +4,20 @@
 #define NRM_KERNELS_H
 #include <stdint.h>
 
+/* Every kernel starts with nrm_enter(): where the CPU has AVX, the caller (the interpreter, libffi, numpy)
+ * may leave the upper halves of the vector registers dirty, and then every SSE instruction of this code
+ * waits on them (measured: the same kernel 4x slower when called from Python than from C).  vzeroupper
+ * clears that state; it is only executed where the CPU supports it, so the build needs no -mavx. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+__attribute__((target("avx"))) static void nrm_clear_upper_(void) { __builtin_ia32_vzeroupper(); }
+static inline void nrm_enter(void)
+{
+    if (__builtin_cpu_supports("avx")) nrm_clear_upper_();
+}
+#else
+static inline void nrm_enter(void) {}
+#endif
+
 /* bump when a signature below changes: native.py refuses a shared object of another version */
 #define NRM_KERNELS_ABI 1
 

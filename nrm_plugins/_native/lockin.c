@@ -10,6 +10,7 @@
 int nrm_undo_output_filter(int64_t n, int64_t m, float *values, double b0, double b1, double minus_e,
                            int64_t stages, int64_t passes)
 {
+    nrm_enter();
     if (m < 1) return 0;
     float *tmp = malloc(sizeof(float) * (size_t)m);
     if (!tmp) return -1;

@@ -6,6 +6,7 @@
 int nrm_to_output(int64_t n, int64_t g, const float *a, int64_t nz, const int64_t *j0, const float *w,
                   double f_re, double f_im, float *out)
 {
+    nrm_enter();
     const float fr = (float)f_re, fi = (float)f_im;
     for (int64_t r = 0; r < n; r++) {
         const float *ar = a + 2 * r * g;

@@ -32,6 +32,7 @@ static int any_nonfinite(const float *a, int64_t m)
 void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
                  double scale, float *x, float *y, float *X, float *Y, double *stats)
 {
+    nrm_enter();
     const float sc = (float)scale;
     for (int64_t r = 0; r < n; r++) {
         const double *p = piezo + r * m;

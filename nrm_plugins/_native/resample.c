@@ -14,6 +14,7 @@
 int nrm_resample(int64_t n, int64_t m, const float *z, const float *values, const int64_t *lo,
                  const int64_t *hi, double top, double step, int64_t n_grid, float *out, float *pos)
 {
+    nrm_enter();
     int32_t *seg = malloc(sizeof(int32_t) * (size_t)(n_grid + 1));
     if (!seg) return -1;
     const float top32 = (float)top, inv = (float)(1.0 / step), ng = (float)n_grid;
@@ -38,7 +39,8 @@ int nrm_resample(int64_t n, int64_t m, const float *z, const float *values, cons
             float p = (top32 - zr[i]) * inv;
             float c = p > 0.0f ? p : 0.0f; /* NaN -> 0, as np.fmax */
             if (c > ng) c = ng;
-            int32_t ci = (int32_t)ceilf(c);
+            int32_t ci = (int32_t)c; /* ceil of c in [0, n_grid] without a libm call (no SSE4.1 baseline) */
+            ci += (float)ci < c;
             seg[ci] = (int32_t)i; /* increasing i: the last one wins */
             ci_last = ci;
         }

@@ -11,6 +11,7 @@ int nrm_sei_thickness(int64_t n, int64_t g, const float *values, const double *s
                       int64_t p, int64_t q, double rel_floor, double threshold, double bottom_reach,
                       double *thick, uint8_t *at_top)
 {
+    nrm_enter();
     float *mag = malloc(sizeof(float) * (size_t)(g > 0 ? g : 1));
     if (!mag) return -1;
     for (int64_t r = 0; r < n; r++) {
@@ -18,7 +19,8 @@ int nrm_sei_thickness(int64_t n, int64_t g, const float *values, const double *s
         float peak = 0.0f;
         int64_t first = -1, count = 0;
         for (int64_t j = 0; j < g; j++) {
-            float a = hypotf(v[2 * j], v[2 * j + 1]);
+            const float re = v[2 * j], im = v[2 * j + 1];
+            float a = sqrtf(re * re + im * im); /* |U| (no overflow: lock-in volts) */
             mag[j] = a;
             if (isfinite(a)) {
                 if (first < 0) first = j;

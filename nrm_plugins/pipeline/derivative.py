@@ -35,7 +35,7 @@ from .. import native
 DEFAULT_WINDOW = 2e-9
 
 
-def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int, positions: bool = False):
+def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int, positions: bool = False, out=None):
     """Interpolate complex ``values`` sampled at ``z`` onto the grid ``grid_start - k*step`` (k = 0..n_grid-1).
 
     :param z: (ramps, samples) z_p in nm, falling along each row between ``lo`` and ``hi``; the samples
@@ -46,19 +46,23 @@ def resample(z, values, lo, hi, grid_start: float, step: float, n_grid: int, pos
     :param positions: also return the fractional sample index of every grid point (float32, NaN where
         the result is NaN): a quantity linear in the sample index, ``a + b i``, resamples to
         ``a + b position``
+    :param out: optional (ramps, n_grid) complex64 C-contiguous array for the result (compiled kernel only)
     :returns: (ramps, n_grid) complex64, NaN outside each ramp's data (and the positions)
 
     The compiled kernel (:mod:`nrm_plugins.native`) computes the same, one ramp at a time; this numpy
     version is the reference it is tested against and runs when the kernels are not built.
     """
     if native.available():
-        return _resample_native(z, values, lo, hi, grid_start, step, n_grid, positions)
+        return _resample_native(z, values, lo, hi, grid_start, step, n_grid, positions, out)
     return _resample_numpy(z, values, lo, hi, grid_start, step, n_grid, positions)
 
 
-def _resample_native(z, values, lo, hi, grid_start, step, n_grid, positions):
+def _resample_native(z, values, lo, hi, grid_start, step, n_grid, positions, out=None):
     n, m = z.shape
-    out = np.empty((n, n_grid), np.complex64)
+    if out is None:
+        out = np.empty((n, n_grid), np.complex64)
+    elif out.shape != (n, n_grid) or out.dtype != np.complex64 or not out.flags.c_contiguous:
+        raise ValueError(f"resample: out must be a C-contiguous complex64 array of shape {(n, n_grid)}")
     pos = np.empty((n, n_grid), np.float32) if positions else None
     if n:
         z = native.f32(z)

@@ -441,7 +441,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     # row from the far end to the surface, x = piezo (nm) from its first sample, y = deflection (nm)
     rows_n = np.arange(n)
     if native.available():
-        x, y, X, Y = (np.empty((n, m), np.float32) for _ in range(4))
+        x, y, X, Y = (native.scratch(k, (n, m), np.float32) for k in ("x", "y", "X", "Y"))
         st = np.empty((12, n))
         native.lib().nrm_prepare(n, m, np.ascontiguousarray(piezo, np.float64), native.f32(defl), native.f32(lx),
                                  native.f32(ly), S.deflection_scale, x, y, X, Y, st)
@@ -617,10 +617,11 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     rows_ok = np.flatnonzero(ok)
     if rows_ok.size:
         sel = slice(None) if all_ok else rows_ok
-        U = np.empty((len(rows_ok), m), np.complex64)
+        U = native.scratch("U", (len(rows_ok), m), np.complex64)
         U.real = X[sel] - bg["x"][sel, None]
         U.imag = Y[sel] - bg["y"][sel, None]
-        grid, position = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid, positions=True)
+        grid, position = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid, positions=True,
+                                  out=native.scratch("grid", (len(rows_ok), S.n_grid), np.complex64))
         d = S.derivative.function(grid, S.step, S.window, **S.derivative_params)
         if want_slope:
             slope_out[sel] = -d
@@ -684,7 +685,7 @@ def _depth(x, y, res, S):
     sample range [lo, hi) of oriented rows, from the contact method's lines (compiled kernel, or numpy)."""
     n, m = x.shape
     if native.available():
-        z = np.empty((n, m), np.float32)
+        z = native.scratch("z", (n, m), np.float32)  # private: _chunk's callers never see it
         cidx, lo, hi = (np.empty(n, np.int64) for _ in range(3))
         c64 = [np.ascontiguousarray(res[k], np.float64) for k in
                ("position", "baseline_slope", "baseline_offset", "contact_slope", "contact_offset", "noise")]
