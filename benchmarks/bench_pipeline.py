@@ -99,9 +99,13 @@ def main():
         z, _, lo, hi = proc._depth(x[sl], y[sl], res, S)
         ok = hi - lo >= 2
         lo, hi = np.where(ok, lo, 0), np.where(ok, hi, 2)
-        grid = deriv.resample(z, U[sl], lo, hi, S.top, S.step, S.n_grid)
-        d = S.derivative.function(grid, S.step, S.window, **S.derivative_params)
-        return proc._to_output(d, S, scale=e_scale)
+        # work arrays as the pipeline uses them: per-thread scratch, and a recycled buffer for the moduli
+        k = len(lo)
+        grid = deriv.resample(z, U[sl], lo, hi, S.top, S.step, S.n_grid,
+                              out=native.scratch("grid", (k, S.n_grid), np.complex64))
+        d = S.derivative.function(grid, S.step, S.window, **S.derivative_params,
+                                  out=native.scratch("d", grid.shape, np.complex64))
+        return proc._to_output(d, S, scale=e_scale, out=native.scratch("E", (k, S.n_z), np.complex64))
 
     def core_all(workers):
         run_all(core, workers)

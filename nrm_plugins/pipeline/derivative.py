@@ -159,19 +159,24 @@ def _edge_operators(h: int):
     return lower, upper
 
 
-def local_polynomial(values, step: float, window: float):
+def local_polynomial(values, step: float, window: float, out=None):
     """Savitzky–Golay derivative along axis 1 of a uniformly sampled, NaN-bounded profile.
 
     :param values: (ramps, grid) complex64, NaN outside one contiguous run per row
     :param step: grid step (nm)
     :param window: full width of the local fit (nm); h = round(window / (2 step)) points each side
+    :param out: optional C-contiguous complex64 array of the same shape for the result (used by the
+        compiled kernel; the numpy version returns a new array)
     :returns: (ramps, grid) complex64 derivative per nm, NaN where ``values`` is NaN
 
     Runs the compiled kernel when it is built (the same definition; this numpy version is its reference).
     """
     h = max(1, int(round(window / (2 * step))))
     if native.available():
-        out = np.empty(values.shape, np.complex64)
+        if out is None:
+            out = np.empty(values.shape, np.complex64)
+        elif out.shape != values.shape or out.dtype != np.complex64 or not out.flags.c_contiguous:
+            raise ValueError(f"local_polynomial: out must be a C-contiguous complex64 array of shape {values.shape}")
         if native.lib().nrm_local_polynomial(values.shape[0], values.shape[1],
                                              np.ascontiguousarray(values, np.complex64), h, step, out):
             raise MemoryError("local_polynomial: out of memory")

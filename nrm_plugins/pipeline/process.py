@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import os
 import contextlib
+import inspect
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -106,6 +107,7 @@ class Settings:
     contact_params: dict = field(default_factory=dict)
     derivative: object = None
     derivative_params: dict = field(default_factory=dict)
+    derivative_out: bool = False  # the derivative function takes out= (a complex64 array of its input's shape)
     keep_forces: bool = False
     intervals: list = field(default_factory=list)
 
@@ -242,20 +244,28 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
     starts = list(range(0, n_ramps, chunk))
     executor = options.get("executor")  # any concurrent.futures.Executor, e.g. dask's client.get_executor()
     if executor is None and (workers <= 1 or len(starts) <= 1):
+        e_buffer = np.empty((min(chunk, n_ramps), S.n_z), np.complex64)
         for s in starts:
             rows = slice(s, min(n_ramps, s + chunk))
-            collect(rows, _chunk(_load(ds.isel(ramp=rows)), S))
+            collect(rows, _chunk(_load(ds.isel(ramp=rows)), S, e_buffer=e_buffer))
     else:
         workers = max(workers, 2) if executor is not None else workers
+        # the moduli of the chunks in flight go into a few recycled buffers (threads only: a remote worker
+        # sends its result back anyway)
+        buffers = ([np.empty((chunk, S.n_z), np.complex64) for _ in range(workers + 1)]
+                   if executor is None else None)
         with (contextlib.nullcontext(executor) if executor is not None else ThreadPoolExecutor(workers)) as pool:
             pending = []
             for s in starts:
                 rows = slice(s, min(n_ramps, s + chunk))
-                pending.append((rows, pool.submit(_chunk, _load(ds.isel(ramp=rows)), S)))
+                buf = buffers.pop() if buffers else None
+                pending.append((rows, buf, pool.submit(_chunk, _load(ds.isel(ramp=rows)), S, False, buf)))
                 while len(pending) > workers:
-                    r, fut = pending.pop(0)
+                    r, b, fut = pending.pop(0)
                     collect(r, fut.result())
-            for r, fut in pending:
+                    if b is not None:
+                        buffers.append(b)
+            for r, b, fut in pending:
                 collect(r, fut.result())
     if bar is not None:
         bar.close()
@@ -374,6 +384,7 @@ def _settings(ds, cal, options, warn) -> Settings:
         lag_samples=lag_samples, contact=cm,
         contact_params=cm.resolve(), derivative=dm,
         derivative_params={k: v for k, v in dm.resolve().items() if k != "window"},
+        derivative_out="out" in inspect.signature(dm.function).parameters,
         keep_forces=bool(options.get("keep_forces")), intervals=intervals)
 
 
@@ -429,8 +440,12 @@ def _ffill(a, valid):
     return np.take_along_axis(a, idx, 1)
 
 
-def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
-    """Process the ramps of one chunk (see the module docstring)."""
+def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> dict:
+    """Process the ramps of one chunk (see the module docstring).
+
+    ``e_buffer``: an optional (≥ ramps, n_z) complex64 C-contiguous array the moduli are written into (the
+    caller recycles a few of them instead of page-faulting a fresh array per chunk); ``out["E"]`` is then a
+    view of it."""
     piezo = arr["piezo"]
     defl, lx, ly = arr["deflection"], arr["lateral_x"], arr["lateral_y"]
     n, m = piezo.shape
@@ -610,7 +625,12 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
     # ---- resample, differentiate, moduli (only the ramps still accepted)
     ok = (flags & REJECT_MASK) == 0
     all_ok = bool(ok.all())
-    E = np.empty((n, S.n_z), np.complex64) if all_ok else np.full((n, S.n_z), np.nan, np.complex64)
+    if e_buffer is not None:
+        E = e_buffer[:n]
+        if not all_ok:
+            E.fill(np.nan)
+    else:
+        E = np.empty((n, S.n_z), np.complex64) if all_ok else np.full((n, S.n_z), np.nan, np.complex64)
     F = np.full((n, S.n_z), np.nan, np.complex64) if S.keep_forces else None
     sei = np.full(n, np.nan)
     slope_out = np.full((n, S.n_grid), np.nan, np.complex64) if want_slope else None
@@ -622,7 +642,11 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False) -> dict:
         U.imag = Y[sel] - bg["y"][sel, None]
         grid, position = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid, positions=True,
                                   out=native.scratch("grid", (len(rows_ok), S.n_grid), np.complex64))
-        d = S.derivative.function(grid, S.step, S.window, **S.derivative_params)
+        if S.derivative_out:  # the method can write into a work array of this thread
+            d = S.derivative.function(grid, S.step, S.window, **S.derivative_params,
+                                      out=native.scratch("d", grid.shape, np.complex64))
+        else:
+            d = S.derivative.function(grid, S.step, S.window, **S.derivative_params)
         if want_slope:
             slope_out[sel] = -d
         force = grid * np.complex64(S.factor) if (S.lateral_stiffness or S.keep_forces) else None
