@@ -29,7 +29,7 @@ kernels = Extension(
     "nrm_plugins._nrmk",
     sources=sorted(glob.glob("nrm_plugins/_native/*.c")),
     depends=["nrm_plugins/_native/kernels.h"],
-    extra_compile_args=["-O3", "-std=c99", "-fno-math-errno"],
+    extra_compile_args=["-O3", "-std=c99", "-fno-math-errno", "-fno-strict-aliasing"],
     optional=True,
 )
 

@@ -7,26 +7,73 @@
  * max |Y| (NaN ignored; NaN without values), the largest deflection and the number of samples at it.
  * x = (piezo - p_first) * 1e9 (nm, float32; p_first = 0 when not finite), y = deflection * scale, X, Y. */
 #include <math.h>
+#include <string.h>
 
 #include "kernels.h"
 
 enum { S_LEN, S_FIRST, S_PFIRST, S_PLAST, S_REV, S_NANP, S_NAND, S_NANL, S_TOPX, S_TOPY, S_DMAX, S_NDMAX };
 
+/* The scans below work on the bit patterns (integer operations the compiler vectorizes; float reductions
+ * in a fixed order it cannot): a float is NaN or inf when its exponent bits are all set, and for |a| (sign
+ * bit cleared) the unsigned order of the bits is the order of the values. */
+#define EXP32 0x7f800000u
+#define EXP64 0x7ff0000000000000ull
+
+static uint32_t bits32(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    return b;
+}
+
+/* max |a| with NaN ignored (np.fmax.reduce of |a|), NaN when every value is NaN */
 static float nanmax_abs(const float *a, int64_t m)
 {
-    float t = NAN;
+    uint32_t top = 0, seen = 0;
+    const uint32_t *u = (const uint32_t *)a;
     for (int64_t i = 0; i < m; i++) {
-        float v = fabsf(a[i]);
-        if (v > t || (isnan(t) && !isnan(v))) t = v;
+        uint32_t b = u[i] & 0x7fffffffu;
+        uint32_t ok = b <= EXP32; /* not NaN (inf included) */
+        seen |= ok;
+        b = ok ? b : 0u;
+        top = b > top ? b : top;
     }
+    if (!seen) return NAN;
+    float t;
+    memcpy(&t, &top, 4);
     return t;
 }
 
 static int any_nonfinite(const float *a, int64_t m)
 {
-    float s = 0.0f;
-    for (int64_t i = 0; i < m; i++) s += a[i] * 0.0f; /* NaN or inf -> NaN */
-    return isnan(s);
+    uint32_t bad = 0;
+    const uint32_t *u = (const uint32_t *)a;
+    for (int64_t i = 0; i < m; i++) bad |= (u[i] & EXP32) == EXP32;
+    return bad != 0;
+}
+
+/* the largest value with NaN ignored (np.fmax.reduce), NaN when every value is NaN; four running maxima
+ * so that the comparisons do not wait on each other */
+static float nanmax(const float *a, int64_t m)
+{
+    float acc[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    uint32_t seen = 0;
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4)
+        for (int k = 0; k < 4; k++) {
+            float v = a[i + k];
+            seen |= (bits32(v) & 0x7fffffffu) <= EXP32;
+            acc[k] = v > acc[k] ? v : acc[k];
+        }
+    for (; i < m; i++) {
+        float v = a[i];
+        seen |= (bits32(v) & 0x7fffffffu) <= EXP32;
+        acc[0] = v > acc[0] ? v : acc[0];
+    }
+    if (!seen) return NAN;
+    float t = acc[0];
+    for (int k = 1; k < 4; k++) t = acc[k] > t ? acc[k] : t;
+    return t;
 }
 
 void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
@@ -38,24 +85,32 @@ void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, c
         const double *p = piezo + r * m;
         const float *d = defl + r * m, *a = lx + r * m, *b = ly + r * m;
         float *xr = x + r * m, *yr = y + r * m, *Xr = X + r * m, *Yr = Y + r * m;
+        const uint64_t *pu = (const uint64_t *)p;
+        uint64_t bad = 0;
+        for (int64_t i = 0; i < m; i++) bad |= (pu[i] & EXP64) == EXP64;
+        int nan_p = bad != 0;
         int64_t first = -1, last = -1;
-        int nan_p = 0;
-        for (int64_t i = 0; i < m; i++) {
-            if (isfinite(p[i])) {
-                if (first < 0) first = i;
-                last = i;
-            } else {
-                nan_p = 1;
-            }
+        if (!nan_p) {
+            first = m > 0 ? 0 : -1;
+            last = m - 1;
+        } else {
+            for (int64_t i = 0; i < m; i++)
+                if (isfinite(p[i])) {
+                    first = i;
+                    break;
+                }
+            for (int64_t i = m - 1; i >= 0; i--)
+                if (isfinite(p[i])) {
+                    last = i;
+                    break;
+                }
         }
         int64_t length = last + 1;
         double p_first = first >= 0 ? p[first] : p[0];
         double p_last = p[length > 0 ? length - 1 : 0];
         int reverse = p_first < p_last;
         double ref = isfinite(p_first) ? p_first : 0.0;
-        float dmax = NAN;
-        for (int64_t i = 0; i < m; i++)
-            if (d[i] > dmax || (isnan(dmax) && !isnan(d[i]))) dmax = d[i];
+        float dmax = nanmax(d, m);
         int64_t ndmax = 0;
         for (int64_t i = 0; i < m; i++) ndmax += d[i] >= dmax;
         double *st = stats + r;
@@ -73,12 +128,16 @@ void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, c
         st[S_NDMAX * n] = (double)ndmax;
         /* oriented copies: a reversed row is reversed within its first `length` samples */
         int64_t L = reverse ? length : 0;
-        for (int64_t i = 0; i < m; i++) {
-            int64_t s = i < L ? L - 1 - i : i;
+        for (int64_t i = 0; i < L; i++) {
+            int64_t s = L - 1 - i;
             xr[i] = (float)((p[s] - ref) * 1e9);
             yr[i] = d[s] * sc;
             Xr[i] = a[s];
             Yr[i] = b[s];
         }
+        for (int64_t i = L; i < m; i++) xr[i] = (float)((p[i] - ref) * 1e9);
+        for (int64_t i = L; i < m; i++) yr[i] = d[i] * sc;
+        memcpy(Xr + L, a + L, sizeof(float) * (size_t)(m - L));
+        memcpy(Yr + L, b + L, sizeof(float) * (size_t)(m - L));
     }
 }
