@@ -67,6 +67,10 @@ def _load():
     lib.nrm_sei_thickness.restype = ctypes.c_int
     lib.nrm_undo_output_filter.argtypes = [n_t, n_t, f32, dbl, dbl, dbl, n_t, n_t]
     lib.nrm_undo_output_filter.restype = ctypes.c_int
+    lib.nrm_masks.argtypes = [n_t, n_t, f64, f32, f32, f32, i64, u8, f32, u8, f32, u8, u8, u8, i64]
+    lib.nrm_masks.restype = None
+    lib.nrm_lateral_checks.argtypes = [n_t, n_t, f32, f32, u8, u8, i64, i64, i64, n_t, u8, u8, u8, u8]
+    lib.nrm_lateral_checks.restype = None
     _lib = lib
 
 

@@ -16,6 +16,18 @@ static inline void nrm_enter(void)
 }
 #else
 static inline void nrm_enter(void) {}
+/* Oriented sample masks (process.py _chunk) of the rows of a chunk: valid_d, valid_l (n, m) uint8 out; per
+ * row length, reverse, clip level, rail flag and largest deflection in; nan_in (n) uint8, nvalid_d (n) out. */
+void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
+               const int64_t *length, const uint8_t *reverse, const float *clip, const uint8_t *rail,
+               const float *dmax, uint8_t *valid_d, uint8_t *valid_l, uint8_t *nan_in, int64_t *nvalid_d);
+
+/* Profile and background checks of the lateral samples, and X, Y zeroed where not valid (process.py _chunk):
+ * X, Y (n, m) float32 in place; valid_d, valid_l (n, m) uint8; lo, hi, i_bg (n) int64; four (n) uint8 out. */
+void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t *valid_d, const uint8_t *valid_l,
+                        const int64_t *lo, const int64_t *hi, const int64_t *i_bg, int64_t edge, uint8_t *nan_prof,
+                        uint8_t *clip_prof, uint8_t *masked_bg, uint8_t *clipped_bg);
+
 #endif
 
 /* bump when a signature below changes: native.py refuses a shared object of another version */
@@ -70,5 +82,17 @@ int nrm_sei_thickness(int64_t n, int64_t g, const float *values, const double *s
  * order: one stage's coefficients b0, b1, minus_e; the number of stages and of smoothing passes. */
 int nrm_undo_output_filter(int64_t n, int64_t m, float *values, double b0, double b1, double minus_e,
                            int64_t stages, int64_t passes);
+
+/* Oriented sample masks (process.py _chunk) of the rows of a chunk: valid_d, valid_l (n, m) uint8 out; per
+ * row length, reverse, clip level, rail flag and largest deflection in; nan_in (n) uint8, nvalid_d (n) out. */
+void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
+               const int64_t *length, const uint8_t *reverse, const float *clip, const uint8_t *rail,
+               const float *dmax, uint8_t *valid_d, uint8_t *valid_l, uint8_t *nan_in, int64_t *nvalid_d);
+
+/* Profile and background checks of the lateral samples, and X, Y zeroed where not valid (process.py _chunk):
+ * X, Y (n, m) float32 in place; valid_d, valid_l (n, m) uint8; lo, hi, i_bg (n) int64; four (n) uint8 out. */
+void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t *valid_d, const uint8_t *valid_l,
+                        const int64_t *lo, const int64_t *hi, const int64_t *i_bg, int64_t edge, uint8_t *nan_prof,
+                        uint8_t *clip_prof, uint8_t *masked_bg, uint8_t *clipped_bg);
 
 #endif

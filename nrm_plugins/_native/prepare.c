@@ -141,3 +141,73 @@ void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, c
         memcpy(Yr + L, b + L, sizeof(float) * (size_t)(m - L));
     }
 }
+
+/* Sample masks of the ramps that need them (process.py _chunk, "valid length, NaN and clipping"), oriented as
+ * nrm_prepare orients the data: valid_d (piezo and deflection finite, inside the ramp's length, not at a
+ * saturated deflection rail when rail[r]), valid_l (X and Y finite, inside the length, |X| and |Y| below the
+ * row's clip level); nan_in: a sample inside the length lacks a finite value; nvalid_d: count of valid_d. */
+void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
+               const int64_t *length, const uint8_t *reverse, const float *clip, const uint8_t *rail,
+               const float *dmax, uint8_t *valid_d, uint8_t *valid_l, uint8_t *nan_in, int64_t *nvalid_d)
+{
+    nrm_enter();
+    for (int64_t r = 0; r < n; r++) {
+        const double *p = piezo + r * m;
+        const float *d = defl + r * m, *a = lx + r * m, *b = ly + r * m;
+        uint8_t *vd = valid_d + r * m, *vl = valid_l + r * m;
+        const int64_t len = length[r], L = reverse[r] ? len : 0;
+        const float cl = clip[r], dm = dmax[r];
+        const int rl = rail[r] != 0;
+        int missing = 0;
+        int64_t count = 0;
+        for (int64_t i = 0; i < m; i++) {
+            const int64_t s = i < L ? L - 1 - i : i;
+            const int in = s < len;
+            const int okd = in && isfinite(p[s]) && isfinite(d[s]);
+            const int okl = in && isfinite(a[s]) && isfinite(b[s]);
+            missing |= in && !(okd && okl);
+            const int dv = okd && !(rl && d[s] >= dm);
+            vd[i] = (uint8_t)dv;
+            vl[i] = (uint8_t)(okl && !(fabsf(a[s]) >= cl || fabsf(b[s]) >= cl));
+            count += dv;
+        }
+        nan_in[r] = (uint8_t)missing;
+        nvalid_d[r] = count;
+    }
+}
+
+/* Checks of the lateral samples once the profile [lo, hi) and the background region [edge, i_bg) of each row
+ * are known (process.py _chunk): nan_prof: a profile sample lacks a valid deflection or a finite X, Y;
+ * clip_prof: a finite profile sample is masked (clipped); masked_bg: a background sample is masked;
+ * clipped_bg: ... while finite.  Then X and Y are set to 0 wherever valid_l is not set (in place). */
+void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t *valid_d, const uint8_t *valid_l,
+                        const int64_t *lo, const int64_t *hi, const int64_t *i_bg, int64_t edge, uint8_t *nan_prof,
+                        uint8_t *clip_prof, uint8_t *masked_bg, uint8_t *clipped_bg)
+{
+    nrm_enter();
+    for (int64_t r = 0; r < n; r++) {
+        float *a = X + r * m, *b = Y + r * m;
+        const uint8_t *vd = valid_d + r * m, *vl = valid_l + r * m;
+        int np_ = 0, cp = 0, mb = 0, cb = 0;
+        const int64_t l = lo[r] < 0 ? 0 : lo[r], h = hi[r] > m ? m : hi[r];
+        for (int64_t i = l; i < h; i++) {
+            const int fin = isfinite(a[i]) && isfinite(b[i]);
+            np_ |= !vd[i] || !fin;
+            cp |= !vl[i] && fin;
+        }
+        const int64_t e = edge < 0 ? 0 : edge, g = i_bg[r] > m ? m : i_bg[r];
+        for (int64_t i = e; i < g; i++) {
+            if (vl[i]) continue;
+            mb = 1;
+            cb |= isfinite(a[i]) && isfinite(b[i]);
+        }
+        for (int64_t i = 0; i < m; i++) {
+            a[i] = vl[i] ? a[i] : 0.0f;
+            b[i] = vl[i] ? b[i] : 0.0f;
+        }
+        nan_prof[r] = (uint8_t)np_;
+        clip_prof[r] = (uint8_t)cp;
+        masked_bg[r] = (uint8_t)mb;
+        clipped_bg[r] = (uint8_t)cb;
+    }
+}

@@ -488,7 +488,18 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     special = row_nan | row_clip | (length < m) | rail_d
     special_d = nan_p | nan_d | (length < m) | rail_d  # the contact fit needs weights
     valid_d = valid_l = None
-    if special.any():
+    masks_oriented = False
+    if special.any() and native.available():
+        u8 = np.uint8
+        valid_d, valid_l = native.scratch("valid_d", (n, m), u8), native.scratch("valid_l", (n, m), u8)
+        nan_in, nvalid_d = np.empty(n, u8), np.empty(n, np.int64)
+        native.lib().nrm_masks(n, m, np.ascontiguousarray(piezo, np.float64), native.f32(defl), native.f32(lx),
+                               native.f32(ly), length, reverse.astype(u8), native.f32(clip_row),
+                               rail_d.astype(u8), native.f32(dmax), valid_d, valid_l, nan_in, nvalid_d)
+        valid_d, valid_l = valid_d.view(bool), valid_l.view(bool)
+        flags[nan_in.view(bool)] |= NAN_WARN
+        masks_oriented = True
+    elif special.any():
         if fin_p is None:
             fin_p = np.isfinite(piezo)
         inlen = j < length[:, None]
@@ -505,7 +516,9 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
                 at_dmax = defl >= dmax[:, None]
             valid_d &= ~(at_dmax & rail_d[:, None])  # left out of the contact line, like missing samples
     too_short = length < 32
-    if valid_d is not None:
+    if masks_oriented:
+        too_short |= nvalid_d < 32
+    elif valid_d is not None:
         too_short |= valid_d.sum(1) < 32
     flags[too_short] |= NAN_REJECT
 
@@ -518,7 +531,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
         if reverse.any():
             for a in (x, y, X, Y):
                 _orient(a, reverse, length, m)
-    if reverse.any() and valid_d is not None:
+    if reverse.any() and valid_d is not None and not masks_oriented:
         _orient(valid_d, reverse, length, m)
         _orient(valid_l, reverse, length, m)
 
@@ -555,7 +568,17 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
         hi = np.where((tail <= allow) | onset, hi - tail, hi)
     if S.lag_samples:
         hi = np.where(reverse, np.maximum(hi - S.lag_samples, lo), hi)
-    if valid_l is not None:
+    # the checks of the lateral samples in one kernel pass (the lag correction, below, needs the numpy order)
+    fused = valid_l is not None and native.available() and not S.time_constant > 0
+    if fused:
+        i_bg = _background_end(x, res["free_end"], S)
+        nan_prof, clip_prof, masked_bg, clipped_bg = (np.empty(n, np.uint8) for _ in range(4))
+        native.lib().nrm_lateral_checks(n, m, X, Y, valid_d.view(np.uint8), valid_l.view(np.uint8), lo, hi, i_bg, 0,
+                                        nan_prof, clip_prof, masked_bg, clipped_bg)
+        masked_bg, clipped_bg = masked_bg.view(bool), clipped_bg.view(bool)
+        flags[nan_prof.view(bool)] |= NAN_REJECT
+        flags[clip_prof.view(bool)] |= CLIP_REJECT
+    elif valid_l is not None:
         in_prof = (j >= lo[:, None]) & (j < hi[:, None])
         finite_l = np.isfinite(X) & np.isfinite(Y)
         nan_prof = (in_prof & (~valid_d | ~finite_l)).any(1)
@@ -581,14 +604,10 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     x_end = np.take_along_axis(x, np.clip(free_end - 1, 0, m - 1)[:, None], 1)[:, 0]
     short_free = np.abs(x[:, 0] - x_end) < np.float32(MIN_FREE_TRAVEL * 1e9)
     flags[short_free & ((flags & REJECT_MASK) == 0)] |= 1
-    if S.background_region is None:
-        i_bg = free_end // 2
-    else:
-        x_rise = np.take_along_axis(x, np.clip(free_end, 0, m - 1)[:, None], 1)[:, 0]
-        i_bg = (x - x_rise[:, None] > np.float32(S.background_region)).sum(1)
-        i_bg = np.minimum(i_bg, free_end)
+    if not fused:
+        i_bg = _background_end(x, free_end, S)
     bg_start = np.full(n, edge, np.int64)
-    if valid_l is not None:
+    if valid_l is not None and not fused:
         masked = (j < i_bg[:, None]) & (j >= edge) & ~valid_l
         masked_bg = masked.any(1)
         clipped_bg = (masked & np.isfinite(X) & np.isfinite(Y)).any(1)
@@ -702,6 +721,17 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     if want_slope:
         out["slope"] = slope_out
     return out
+
+
+def _background_end(x, free_end, S):
+    """One past the last sample of each row's background region: the far half of the free part, or the samples
+    more than ``background_region`` above the first deflection rise."""
+    if S.background_region is None:
+        return free_end // 2
+    m = x.shape[1]
+    x_rise = np.take_along_axis(x, np.clip(free_end, 0, m - 1)[:, None], 1)[:, 0]
+    i_bg = (x - x_rise[:, None] > np.float32(S.background_region)).sum(1)
+    return np.minimum(i_bg, free_end)
 
 
 def _depth(x, y, res, S):
