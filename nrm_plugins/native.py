@@ -71,6 +71,9 @@ def _load():
     lib.nrm_masks.restype = None
     lib.nrm_lateral_checks.argtypes = [n_t, n_t, f32, f32, u8, u8, i64, i64, i64, n_t, u8, u8, u8, u8]
     lib.nrm_lateral_checks.restype = None
+    lib.nrm_resample_xy.argtypes = [n_t, i64, n_t, f32, f32, f32, f32, f32, i64, i64, dbl, dbl, n_t, c64,
+                                    ctypes.c_void_p]
+    lib.nrm_resample_xy.restype = ctypes.c_int
     _lib = lib
 
 

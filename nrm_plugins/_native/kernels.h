@@ -28,6 +28,12 @@ void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t 
                         const int64_t *lo, const int64_t *hi, const int64_t *i_bg, int64_t edge, uint8_t *nan_prof,
                         uint8_t *clip_prof, uint8_t *masked_bg, uint8_t *clipped_bg);
 
+/* Resample the rows `rows` (k of them) of the background-free lateral signal (X - off_x) + i (Y - off_y):
+ * X, Y, z (n, m) float32; off_x, off_y, lo, hi per row of the chunk; out (k, n_grid) complex64, pos or NULL. */
+int nrm_resample_xy(int64_t k, const int64_t *rows, int64_t m, const float *z, const float *X, const float *Y,
+                    const float *off_x, const float *off_y, const int64_t *lo, const int64_t *hi, double top,
+                    double step, int64_t n_grid, float *out, float *pos);
+
 #endif
 
 /* bump when a signature below changes: native.py refuses a shared object of another version */
@@ -94,5 +100,11 @@ void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, con
 void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t *valid_d, const uint8_t *valid_l,
                         const int64_t *lo, const int64_t *hi, const int64_t *i_bg, int64_t edge, uint8_t *nan_prof,
                         uint8_t *clip_prof, uint8_t *masked_bg, uint8_t *clipped_bg);
+
+/* Resample the rows `rows` (k of them) of the background-free lateral signal (X - off_x) + i (Y - off_y):
+ * X, Y, z (n, m) float32; off_x, off_y, lo, hi per row of the chunk; out (k, n_grid) complex64, pos or NULL. */
+int nrm_resample_xy(int64_t k, const int64_t *rows, int64_t m, const float *z, const float *X, const float *Y,
+                    const float *off_x, const float *off_y, const int64_t *lo, const int64_t *hi, double top,
+                    double step, int64_t n_grid, float *out, float *pos);
 
 #endif

@@ -656,11 +656,19 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     rows_ok = np.flatnonzero(ok)
     if rows_ok.size:
         sel = slice(None) if all_ok else rows_ok
-        U = native.scratch("U", (len(rows_ok), m), np.complex64)
-        U.real = X[sel] - bg["x"][sel, None]
-        U.imag = Y[sel] - bg["y"][sel, None]
-        grid, position = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid, positions=True,
-                                  out=native.scratch("grid", (len(rows_ok), S.n_grid), np.complex64))
+        if native.available():  # the background-free signal of the accepted rows, resampled in one pass
+            k = len(rows_ok)
+            grid = native.scratch("grid", (k, S.n_grid), np.complex64)
+            position = native.scratch("position", (k, S.n_grid), np.float32)
+            if native.lib().nrm_resample_xy(k, rows_ok.astype(np.int64), m, z, X, Y, native.f32(bg["x"]),
+                                            native.f32(bg["y"]), lo, hi, S.top, S.step, S.n_grid, grid,
+                                            position.ctypes.data):
+                raise MemoryError("resampling: out of memory")
+        else:
+            U = np.empty((len(rows_ok), m), np.complex64)
+            U.real = X[sel] - bg["x"][sel, None]
+            U.imag = Y[sel] - bg["y"][sel, None]
+            grid, position = resample(z[sel], U, lo[sel], hi[sel], S.top, S.step, S.n_grid, positions=True)
         if S.derivative_out:  # the method can write into a work array of this thread
             d = S.derivative.function(grid, S.step, S.window, **S.derivative_params,
                                       out=native.scratch("d", grid.shape, np.complex64))
