@@ -193,7 +193,29 @@ def stage_times(proc, run, settings):
                (proc, "resample", "resampling onto the depth grid"),
                (proc, "_to_output", "moduli onto the results' grid"),
                (thickness, "sei_thickness", "SEI thickness")]
+    # kernels that _chunk calls directly (the others run inside the wrapped functions above)
+    from nrm_plugins import native
+
+    direct = {"nrm_prepare": "first pass: validity statistics, oriented copies (kernel)",
+              "nrm_masks": "sample masks: NaN, clipping, rail (kernel)",
+              "nrm_depth": "depth z_p and contact index (kernel)",
+              "nrm_lateral_checks": "profile and background sample checks (kernel)",
+              "nrm_resample_xy": "resampling onto the depth grid"}
+
+    class TimedLib:
+        def __init__(self, lib):
+            self._lib = lib
+
+        def __getattr__(self, name):
+            fn = getattr(self._lib, name)
+            return timed(direct[name], fn) if name in direct else fn
+
+    patches.append((native, "lib", None))
     saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
+    if native.available():
+        real_lib = native.lib
+        native.lib = lambda: TimedLib(real_lib())
+    patches.pop()
     # the methods are frozen dataclasses held by the settings: wrapped copies, restored below
     methods = (settings.contact, settings.derivative)
     settings.contact = dataclasses.replace(methods[0], function=timed(
@@ -214,7 +236,7 @@ def stage_times(proc, run, settings):
         settings.contact, settings.derivative = methods
     rest = total - sum(spent.values())
     rows = sorted(((k, v) for k, v in spent.items() if v > 0), key=lambda kv: -kv[1])
-    rows.append(("rest (validity, depth, contact index, flags, copies)", rest))
+    rows.append(("rest (numpy: masks, flags, trend, copies)", rest))
     return rows, total
 
 

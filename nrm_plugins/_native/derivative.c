@@ -26,7 +26,7 @@ static void edge_weights(int h, int q, double *wt)
     }
 }
 
-int nrm_local_polynomial(int64_t n, int64_t g, const float *values, int64_t h, double step, float *out)
+NRM_VECTOR int nrm_local_polynomial(int64_t n, int64_t g, const float *values, int64_t h, double step, float *out)
 {
     nrm_enter();
     const int64_t K = 2 * h + 1;

@@ -36,6 +36,15 @@ int nrm_resample_xy(int64_t k, const int64_t *rows, int64_t m, const float *z, c
 
 #endif
 
+/* NRM_VECTOR on a kernel whose loops are integer scans or gathers: GCC builds an AVX2 version beside the
+ * baseline one and picks it at load time where the CPU has AVX2 (SSE2 has no 32-bit unsigned max and no
+ * 64-bit compare, so those loops stay scalar there).  Same IEEE operations, so the same results. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define NRM_VECTOR __attribute__((target_clones("avx2", "default")))
+#else
+#define NRM_VECTOR
+#endif
+
 /* bump when a signature below changes: native.py refuses a shared object of another version */
 #define NRM_KERNELS_ABI 1
 

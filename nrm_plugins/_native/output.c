@@ -3,7 +3,7 @@
  * where w[k] > 0.  a (n, g) and out (n, nz) complex64 as float pairs. */
 #include "kernels.h"
 
-int nrm_to_output(int64_t n, int64_t g, const float *a, int64_t nz, const int64_t *j0, const float *w,
+NRM_VECTOR int nrm_to_output(int64_t n, int64_t g, const float *a, int64_t nz, const int64_t *j0, const float *w,
                   double f_re, double f_im, float *out)
 {
     nrm_enter();

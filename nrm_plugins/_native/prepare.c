@@ -29,13 +29,14 @@ static uint32_t bits32(float v)
 /* max |a| with NaN ignored (np.fmax.reduce of |a|), NaN when every value is NaN */
 static float nanmax_abs(const float *a, int64_t m)
 {
-    uint32_t top = 0, seen = 0;
-    const uint32_t *u = (const uint32_t *)a;
+    /* signed 32-bit integers: with the sign bit cleared the order is the same, and SSE2/AVX2 compare signed */
+    int32_t top = 0, seen = 0;
+    const int32_t *u = (const int32_t *)a;
     for (int64_t i = 0; i < m; i++) {
-        uint32_t b = u[i] & 0x7fffffffu;
-        uint32_t ok = b <= EXP32; /* not NaN (inf included) */
+        int32_t b = u[i] & 0x7fffffff;
+        int32_t ok = b <= (int32_t)EXP32; /* not NaN (inf included) */
         seen |= ok;
-        b = ok ? b : 0u;
+        b = ok ? b : 0;
         top = b > top ? b : top;
     }
     if (!seen) return NAN;
@@ -76,7 +77,7 @@ static float nanmax(const float *a, int64_t m)
     return t;
 }
 
-void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
+NRM_VECTOR void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
                  double scale, float *x, float *y, float *X, float *Y, double *stats)
 {
     nrm_enter();
@@ -146,7 +147,7 @@ void nrm_prepare(int64_t n, int64_t m, const double *piezo, const float *defl, c
  * nrm_prepare orients the data: valid_d (piezo and deflection finite, inside the ramp's length, not at a
  * saturated deflection rail when rail[r]), valid_l (X and Y finite, inside the length, |X| and |Y| below the
  * row's clip level); nan_in: a sample inside the length lacks a finite value; nvalid_d: count of valid_d. */
-void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
+NRM_VECTOR void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
                const int64_t *length, const uint8_t *reverse, const float *clip, const uint8_t *rail,
                const float *dmax, uint8_t *valid_d, uint8_t *valid_l, uint8_t *nan_in, int64_t *nvalid_d)
 {
@@ -160,17 +161,24 @@ void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, con
         const int rl = rail[r] != 0;
         int missing = 0;
         int64_t count = 0;
-        for (int64_t i = 0; i < m; i++) {
-            const int64_t s = i < L ? L - 1 - i : i;
-            const int in = s < len;
-            const int okd = in && isfinite(p[s]) && isfinite(d[s]);
-            const int okl = in && isfinite(a[s]) && isfinite(b[s]);
-            missing |= in && !(okd && okl);
-            const int dv = okd && !(rl && d[s] >= dm);
-            vd[i] = (uint8_t)dv;
-            vl[i] = (uint8_t)(okl && !(fabsf(a[s]) >= cl || fabsf(b[s]) >= cl));
-            count += dv;
-        }
+        /* sample s of the file is sample i of the oriented row: reversed within the first L, then in place
+         * (two loops without a branch on the index; the finite tests on the bit patterns) */
+#define NRM_MASK_SAMPLE(i, s)                                                                              \
+    do {                                                                                                   \
+        const int in = (s) < len;                                                                          \
+        const int okd = in & ((pu[s] & EXP64) != EXP64) & ((du[s] & EXP32) != EXP32);                      \
+        const int okl = in & ((au[s] & EXP32) != EXP32) & ((bu[s] & EXP32) != EXP32);                      \
+        missing |= in & !(okd & okl);                                                                      \
+        const int dv = okd & !(rl & (d[s] >= dm));                                                         \
+        vd[i] = (uint8_t)dv;                                                                               \
+        vl[i] = (uint8_t)(okl & !((fabsf(a[s]) >= cl) | (fabsf(b[s]) >= cl)));                              \
+        count += dv;                                                                                       \
+    } while (0)
+        const uint64_t *pu = (const uint64_t *)p;
+        const uint32_t *du = (const uint32_t *)d, *au = (const uint32_t *)a, *bu = (const uint32_t *)b;
+        for (int64_t i = 0; i < L; i++) NRM_MASK_SAMPLE(i, L - 1 - i);
+        for (int64_t i = L; i < m; i++) NRM_MASK_SAMPLE(i, i);
+#undef NRM_MASK_SAMPLE
         nan_in[r] = (uint8_t)missing;
         nvalid_d[r] = count;
     }
@@ -180,7 +188,7 @@ void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, con
  * are known (process.py _chunk): nan_prof: a profile sample lacks a valid deflection or a finite X, Y;
  * clip_prof: a finite profile sample is masked (clipped); masked_bg: a background sample is masked;
  * clipped_bg: ... while finite.  Then X and Y are set to 0 wherever valid_l is not set (in place). */
-void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t *valid_d, const uint8_t *valid_l,
+NRM_VECTOR void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t *valid_d, const uint8_t *valid_l,
                         const int64_t *lo, const int64_t *hi, const int64_t *i_bg, int64_t edge, uint8_t *nan_prof,
                         uint8_t *clip_prof, uint8_t *masked_bg, uint8_t *clipped_bg)
 {
