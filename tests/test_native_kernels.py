@@ -182,3 +182,50 @@ def test_whole_pipeline_same_with_and_without_kernels(monkeypatch, preset, direc
         # rounding-level differences of the contact point (float32 block sums in numpy, double in C) can move
         # the first sample of a profile by one: the one-sided derivative at that edge then changes a little
         assert np.mean(diff < 5e-5) > 0.9999 and diff.max() < 2e-3, (name, np.mean(diff < 5e-5), diff.max())
+
+
+def test_damaged_ramps_same_flags_with_and_without_kernels(monkeypatch):
+    """Ramps damaged at random (NaN, ±inf and 1e30 runs, constant, zero, noise, reversed or negated rows in
+    any channel): the kernels neither crash nor disagree with the numpy stages on any ramp's flag."""
+    import warnings
+
+    import nrm_plugins as nrm
+
+    sim = simulate.simulate("realistic", nx=8, ny=8, seed=1)
+    base = sim.model.load()
+    rng = np.random.default_rng(7)
+    n, m = base.sizes["ramp"], base.sizes["sample"]
+    damaged = np.zeros(n, bool)
+    ds = base.copy(deep=True)
+    for name in ("piezo", "deflection", "lateral_x", "lateral_y"):
+        a = ds[name].values
+        for _ in range(12):
+            r, kind = rng.integers(0, n), rng.integers(0, 9)
+            i0 = rng.integers(0, m)
+            i1 = rng.integers(i0, m + 1)
+            damaged[r] = True
+            if kind < 3:
+                a[r, i0:i1] = (np.nan, np.inf, -np.inf)[kind]
+            elif kind == 3:
+                a[r] = a[r, 0]
+            elif kind == 4:
+                a[r, i0:i1] = 1e30
+            elif kind == 5:
+                a[r] = rng.normal(size=m)
+            elif kind == 6:
+                a[r] = 0
+            elif kind == 7:
+                a[r] = a[r, ::-1].copy()
+            else:
+                a[r, i0:i1] = -a[r, i0:i1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = nrm.process(ds, sim.calibration, progress=False)
+        monkeypatch.setattr(native, "_lib", None)
+        ref = nrm.process(ds, sim.calibration, progress=False)
+    assert (fast.flag.values == ref.flag.values).all()
+    assert (fast.ok.values == ref.ok.values).all()
+    assert fast.ok.values[~damaged].all()  # the untouched ramps all pass
+    assert (~fast.ok.values[damaged]).sum() >= 10
+    ok = fast.ok.values
+    assert np.isfinite(fast.contact_position.values[ok]).all()
