@@ -16,24 +16,6 @@ static inline void nrm_enter(void)
 }
 #else
 static inline void nrm_enter(void) {}
-/* Oriented sample masks (process.py _chunk) of the rows of a chunk: valid_d, valid_l (n, m) uint8 out; per
- * row length, reverse, clip level, rail flag and largest deflection in; nan_in (n) uint8, nvalid_d (n) out. */
-void nrm_masks(int64_t n, int64_t m, const double *piezo, const float *defl, const float *lx, const float *ly,
-               const int64_t *length, const uint8_t *reverse, const float *clip, const uint8_t *rail,
-               const float *dmax, uint8_t *valid_d, uint8_t *valid_l, uint8_t *nan_in, int64_t *nvalid_d);
-
-/* Profile and background checks of the lateral samples, and X, Y zeroed where not valid (process.py _chunk):
- * X, Y (n, m) float32 in place; valid_d, valid_l (n, m) uint8; lo, hi, i_bg (n) int64; four (n) uint8 out. */
-void nrm_lateral_checks(int64_t n, int64_t m, float *X, float *Y, const uint8_t *valid_d, const uint8_t *valid_l,
-                        const int64_t *lo, const int64_t *hi, const int64_t *i_bg, int64_t edge, uint8_t *nan_prof,
-                        uint8_t *clip_prof, uint8_t *masked_bg, uint8_t *clipped_bg);
-
-/* Resample the rows `rows` (k of them) of the background-free lateral signal (X - off_x) + i (Y - off_y):
- * X, Y, z (n, m) float32; off_x, off_y, lo, hi per row of the chunk; out (k, n_grid) complex64, pos or NULL. */
-int nrm_resample_xy(int64_t k, const int64_t *rows, int64_t m, const float *z, const float *X, const float *Y,
-                    const float *off_x, const float *off_y, const int64_t *lo, const int64_t *hi, double top,
-                    double step, int64_t n_grid, float *out, float *pos);
-
 #endif
 
 /* NRM_VECTOR on a kernel whose loops are integer scans or gathers: GCC builds an AVX2 version beside the
