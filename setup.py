@@ -35,6 +35,7 @@ kernels = Extension(
 
 setup(
     ext_modules=[kernels],
+    include_package_data=False,  # package_data below lists the data files; the C sources stay out of the wheel
     packages=packages,
     package_dir=package_dir,
     package_data={package: ["*.toml", "*.mplstyle", "*.html", "*.txt", "*.sh", "*.py"] for package in packages},
