@@ -35,7 +35,7 @@ kernels = Extension(
 
 setup(
     ext_modules=[kernels],
-    include_package_data=False,  # package_data below lists the data files; the C sources stay out of the wheel
+    include_package_data=False,  # package_data lists the data files (MANIFEST.in only adds the C sources to the sdist)
     packages=packages,
     package_dir=package_dir,
     package_data={package: ["*.toml", "*.mplstyle", "*.html", "*.txt", "*.sh", "*.py"] for package in packages},
