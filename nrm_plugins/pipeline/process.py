@@ -48,13 +48,14 @@ from .contact import FLAGS as CONTACT_FLAGS
 from .derivative import DEFAULT_WINDOW, resample
 
 # pipeline flag bits (contact methods use 1, 2, 4)
-NAN_REJECT, NAN_WARN, CLIP_REJECT, CLIP_WARN, NO_PROFILE, SEI_TOP = 8, 16, 32, 64, 128, 256
+NAN_REJECT, NAN_WARN, CLIP_REJECT, CLIP_WARN, NO_PROFILE, SEI_TOP, BG_DRIFT = 8, 16, 32, 64, 128, 256, 512
 REJECT_MASK = 1 | 2 | 4 | NAN_REJECT | CLIP_REJECT | NO_PROFILE
 REASONS = {**CONTACT_FLAGS, NAN_REJECT: "NaN in ramp", NAN_WARN: "NaN in ramp", CLIP_REJECT: "clipped",
-           CLIP_WARN: "clipped", NO_PROFILE: "no profile", SEI_TOP: "SEI above the profile"}
+           CLIP_WARN: "clipped", NO_PROFILE: "no profile", SEI_TOP: "SEI above the profile",
+           BG_DRIFT: "lateral background drifts"}
 #: order of the reasons in a flag text
 REASON_ORDER = ("NaN in ramp", "clipped", "starts in contact", "no free baseline", "no hard contact",
-                "no profile", "SEI above the profile")
+                "no profile", "SEI above the profile", "lateral background drifts")
 MIN_BACKGROUND = 16  # samples
 MIN_FREE_TRAVEL = 10e-9  # m of piezo travel before the first deflection rise
 #: clipped/NaN samples right before the contact index are the hard-contact onset when the shallowest of
@@ -65,6 +66,8 @@ ONSET_SCAN = 64
 BACKGROUND_DRIFT = 15.0
 #: ... and by more than this fraction of the ramp's largest layer response
 BACKGROUND_STEP = 0.01
+#: a changing background within this angle (deg) of the layer's response direction is the layer itself
+LAYER_ANGLE = 30.0
 #: time constants (one filter stage) after which the lock-in's memory of the hard contact is below 1e-6
 LAG_DECAY = 14.0
 OPTIONS = ("progress", "keep_profiles", "keep_forces", "chunk_size", "workers", "executor", "clip_level",
@@ -626,12 +629,25 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     # ... and by a fraction of the layer response that matters (a slow drift of the lock-in output or a
     # weak distance-dependent liquid background is significant over hundreds of samples, not a layer)
     rows_nf = np.flatnonzero(not_free)
+    layer_like = np.zeros(n, bool)
     if rows_nf.size:
         in_prof = (j >= lo[rows_nf, None]) & (j < hi[rows_nf, None])
-        resp = np.hypot(X[rows_nf] - bg["x"][rows_nf, None], Y[rows_nf] - bg["y"][rows_nf, None])
-        amp = np.max(np.where(in_prof, resp, 0.0), axis=1)
+        dx, dy = X[rows_nf] - bg["x"][rows_nf, None], Y[rows_nf] - bg["y"][rows_nf, None]
+        resp = np.where(in_prof, np.hypot(dx, dy), 0.0)
+        k = np.argmax(resp, axis=1)
+        amp = resp[np.arange(rows_nf.size), k]
         not_free[rows_nf] = step_bg[rows_nf] > BACKGROUND_STEP * amp
-    flags[not_free & ((flags & REJECT_MASK) == 0)] |= 1
+        # a ramp that starts inside a soft layer: its background grows toward the surface along the layer's
+        # response (within LAYER_ANGLE); a drifting lock-in output or liquid background points anywhere
+        sx = (bg2["x"] - bg1["x"])[rows_nf]
+        sy = (bg2["y"] - bg1["y"])[rows_nf]
+        lx_, ly_ = dx[np.arange(rows_nf.size), k], dy[np.arange(rows_nf.size), k]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = (sx * lx_ + sy * ly_) / (np.hypot(sx, sy) * np.hypot(lx_, ly_))
+        layer_like[rows_nf] = cos > math.cos(math.radians(LAYER_ANGLE))
+    live = (flags & REJECT_MASK) == 0
+    flags[not_free & layer_like & live] |= 1  # no free liquid before the layer
+    flags[not_free & ~layer_like & live] |= BG_DRIFT  # a warning: the moduli use the derivative, not the level
     few_bg = bg["n"] < MIN_BACKGROUND
     if valid_l is not None:
         flags[clipped_bg] |= CLIP_WARN
