@@ -197,6 +197,7 @@ def stage_times(proc, run, settings):
     from nrm_plugins import native
 
     direct = {"nrm_prepare": "first pass: validity statistics, oriented copies (kernel)",
+              "nrm_despike": "deflection spikes (kernel)",
               "nrm_masks": "sample masks: NaN, clipping, rail (kernel)",
               "nrm_depth": "depth z_p and contact index (kernel)",
               "nrm_lateral_checks": "profile and background sample checks (kernel)",

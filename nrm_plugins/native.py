@@ -74,6 +74,8 @@ def _load():
     lib.nrm_resample_xy.argtypes = [n_t, i64, n_t, f32, f32, f32, f32, f32, i64, i64, dbl, dbl, n_t, c64,
                                     ctypes.c_void_p]
     lib.nrm_resample_xy.restype = ctypes.c_int
+    lib.nrm_despike.argtypes = [n_t, n_t, f32, i64, dbl, dbl, i64]
+    lib.nrm_despike.restype = ctypes.c_int
     _lib = lib
 
 

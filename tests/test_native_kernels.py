@@ -229,3 +229,35 @@ def test_damaged_ramps_same_flags_with_and_without_kernels(monkeypatch):
     assert (~fast.ok.values[damaged]).sum() >= 10
     ok = fast.ok.values
     assert np.isfinite(fast.contact_position.values[ok]).all()
+
+
+def test_despike_matches_numpy_and_the_truth(monkeypatch):
+    """Single-sample spikes on noisy ramps with a kink (free line, then a steep contact line), NaN runs and
+    shorter rows: every injected spike is removed, nothing else changes, and C equals numpy bit for bit."""
+    rng = np.random.default_rng(3)
+    n, m = 300, 1024
+    i = np.arange(m)
+    kink = rng.integers(500, 900, n)
+    clean = np.where(i[None, :] < kink[:, None], 0.002 * i[None, :], 0.002 * kink[:, None]
+                     + 0.15 * (i[None, :] - kink[:, None]))
+    y = (clean + rng.normal(0, 0.05, (n, m))).astype(np.float32)
+    hit = (rng.random((n, m)) < 0.003) & (i[None, :] > 0) & (i[None, :] < m - 1)
+    hit[:, 1:] &= ~hit[:, :-1]  # isolated spikes (two in a row are not single-sample outliers)
+    y_clean = y.copy()
+    y[hit] += (rng.choice([-1, 1], hit.sum()) * rng.uniform(2, 6, hit.sum())).astype(np.float32)
+    length = np.full(n, m)
+    length[:20] = rng.integers(100, m, 20)
+    y[20:30, 100:140] = np.nan
+    a, b = y.copy(), y.copy()
+    ca = proc._despike(a, length)
+    monkeypatch.setattr(native, "_lib", None)
+    cb = proc._despike(b, length)
+    assert np.array_equal(a, b, equal_nan=True) and np.array_equal(ca, cb)
+    inside = i[None, :] < length[:, None] - 1
+    fixed = hit & inside & np.isfinite(y_clean)
+    fixed[:, 1:] &= np.isfinite(y[:, :-1])
+    fixed[:, :-1] &= np.isfinite(y[:, 1:])
+    assert np.all(np.abs(a[fixed] - y_clean[fixed]) < 0.5)  # each spike became a neighbour's value
+    untouched = ~hit
+    changed = (a != y) & untouched & np.isfinite(y)
+    assert changed.sum() <= 2, changed.sum()  # 8 sigma: noise alone is (almost) never a spike

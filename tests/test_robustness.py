@@ -340,3 +340,19 @@ def test_drifting_lockin_output_kept_with_a_warning():
     s = score(sim, res)
     assert s["E_storage_resolved_err"] < 0.10 and s["E_loss_resolved_err"] < 0.15, s["windows"]
     assert abs(s["sei_median"]) < 0.6e-9
+
+
+def test_deflection_spikes_removed():
+    """Single-sample deflection glitches of 2-6 nm in 0.2 % of the samples: removed before the fits, so the
+    contact points stay as accurate as without them (before the despiking: p95 0.74 nm, 7 of 67 good ramps
+    rejected "no free baseline")."""
+    sc = Scenario(name="spikes", profile="single", locations_per_window=20, spikes=0.002, defects=DEFECTS)
+    sim = simulate(sc, seed=1)
+    res = nrm.process(sim.model, sim.calibration, windows=WINDOWS)
+    good = sim.truth["defect"].values == ""
+    ok = res["ok"].values.astype(bool)
+    assert not ok[~good].any()
+    assert ok[good].sum() >= good.sum() - 1
+    s = score(sim, res)
+    assert s["contact_median"] < 0.1e-9 and s["contact_p95"] < 0.4e-9, (s["contact_median"], s["contact_p95"])
+    assert s["E_storage_resolved_err"] < 0.10 and s["E_loss_resolved_err"] < 0.15, s["windows"]

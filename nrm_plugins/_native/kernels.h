@@ -98,4 +98,9 @@ int nrm_resample_xy(int64_t k, const int64_t *rows, int64_t m, const float *z, c
                     const float *off_x, const float *off_y, const int64_t *lo, const int64_t *hi, double top,
                     double step, int64_t n_grid, float *out, float *pos);
 
+/* Deflection spikes (process.py _despike): y (n, m) float32 in place within the first length[r] samples;
+ * threshold max(factor x robust noise, floor); count (n) samples replaced. */
+int nrm_despike(int64_t n, int64_t m, float *y, const int64_t *length, double factor, double floor_,
+                int64_t *count);
+
 #endif

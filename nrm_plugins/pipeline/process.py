@@ -43,7 +43,7 @@ from .. import native
 from ..calibration import SCHEMA, Calibration
 from ..errors import CalibrationError, ModelError
 from ..model import ROLES, assign_roles, validate
-from . import lateral, moduli, statistics, thickness
+from . import contact, lateral, moduli, statistics, thickness
 from .contact import FLAGS as CONTACT_FLAGS
 from .derivative import DEFAULT_WINDOW, resample
 
@@ -66,6 +66,11 @@ ONSET_SCAN = 64
 BACKGROUND_DRIFT = 15.0
 #: ... and by more than this fraction of the ramp's largest layer response
 BACKGROUND_STEP = 0.01
+#: a deflection sample farther than this many noise standard deviations (at least DESPIKE_FLOOR, m) from the
+#: median of itself and its neighbours is a spike and takes that median
+DESPIKE_FACTOR = 8.0
+DESPIKE_FLOOR = 0.02e-9
+DESPIKE_STRIDE = 8  # the robust noise from every 8th second difference (must equal the kernel's)
 #: a changing background within this angle (deg) of the layer's response direction is the layer itself
 LAYER_ANGLE = 30.0
 #: time constants (one filter stage) after which the lock-in's memory of the hard contact is below 1e-6
@@ -538,6 +543,9 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
         _orient(valid_d, reverse, length, m)
         _orient(valid_l, reverse, length, m)
 
+    # ---- single-sample deflection spikes (glitches of the photodiode or the ADC), before any fit
+    _despike(y, length)
+
     # ---- contact point
     res = _contact(x, y, valid_d, special_d & ~too_short, S)
     flags |= res["flags"]
@@ -745,6 +753,47 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     if want_slope:
         out["slope"] = slope_out
     return out
+
+
+def _despike(y, length):
+    """Replace single-sample outliers of the oriented deflection ``y`` (nm), in place, within each row's
+    first ``length`` samples: a sample farther than max(DESPIKE_FACTOR σ, DESPIKE_FLOOR) from the median of
+    the five samples around it (three at either end of the row) takes that median (σ: the row's robust
+    noise, 1.4826 × median |second difference| / √6 over every 8th sample).  A monotone window is never
+    changed (its median is its middle sample), so straight lines, the kink at the contact and saturated
+    plateaus stay as they are; five, so that a good sample between two spikes keeps its value.  Windows with
+    a non-finite member are left alone.  Returns the count per row."""
+    n, m = y.shape
+    count = np.zeros(n, np.int64)
+    if m < 5 or n == 0:
+        return count
+    length = np.ascontiguousarray(length, np.int64)
+    if native.available() and y.flags.c_contiguous and y.dtype == np.float32:
+        if native.lib().nrm_despike(n, m, y, length, DESPIKE_FACTOR, DESPIKE_FLOOR * 1e9, count):
+            raise MemoryError("despike: out of memory")
+        return count
+    idx = np.arange(1, m - 1)[None, :]  # the samples 1 .. m-2 (columns of the arrays below)
+    a, b, c = y[:, :-2], y[:, 1:-1], y[:, 2:]
+    fin = np.isfinite(y)
+    med = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    ok = fin[:, :-2] & fin[:, 1:-1] & fin[:, 2:]
+    five = (idx >= 2) & (idx + 2 < length[:, None])
+    win = np.stack([y[:, :-4], y[:, 1:-3], y[:, 2:-2], y[:, 3:-1], y[:, 4:]])
+    med5 = np.sort(win, axis=0)[2]
+    ok5 = fin[:, :-4] & fin[:, 1:-3] & fin[:, 2:-2] & fin[:, 3:-1] & fin[:, 4:]
+    med[:, 1:-1] = np.where(five[:, 1:-1], med5, med[:, 1:-1])
+    ok[:, 1:-1] = np.where(five[:, 1:-1], ok5, ok[:, 1:-1])
+    inside = (idx + 1) < length[:, None]
+    with np.errstate(invalid="ignore"):
+        d2 = np.abs(a - 2 * b + c)
+        usable = np.isfinite(d2) & inside
+        sub = usable[:, ::DESPIKE_STRIDE]  # the noise from every 8th second difference (as the kernel)
+        q = contact._row_quantile(np.where(sub, d2[:, ::DESPIKE_STRIDE], np.nan), 0.5)
+        sigma = 1.4826 * q / math.sqrt(6.0)
+        thr = np.maximum(DESPIKE_FACTOR * sigma, DESPIKE_FLOOR * 1e9)
+        spike = ok & inside & (np.abs(b - med).astype(np.float64) > thr[:, None]) & (sub.sum(1) >= 8)[:, None]
+    b[spike] = med[spike]
+    return spike.sum(1)
 
 
 def _background_end(x, free_end, S):
