@@ -162,17 +162,9 @@ def test_analytic_ramps_match_numpy(noise):
 def test_flag_cases_with_weights_match_numpy():
     """test_pipeline_units.test_two_line_flags: a weighted ramp stopping in the layer, one starting in
     contact, two good ones."""
-    X, Y, xc = _units_ramps(n=4, noise=0.05)
-    ref = X[:, :1]
-    x, y = X - ref, Y.copy()
-    cut = np.searchsorted(-X[0], -(xc[0] + 8))
-    x[0, cut:] = x[0, cut - 1]
-    y[0, cut:] = y[0, cut - 1]
-    w = np.ones_like(x)
-    w[0, cut:] = 0
-    X2 = np.linspace(xc[1] - 1, xc[1] - 150, 1024).astype(np.float32)
-    x[1] = X2 - ref[1, 0]
-    y[1] = (xc[1] - X2 + np.random.default_rng(3).normal(0, 0.05, 1024)).astype(np.float32)
+    from test_pipeline_units import flag_case_ramps
+
+    x, y, w = flag_case_ramps()
     c, p = _both(x, y, w)
     assert_agree(c, p, all_ramps=True)
     assert c["flags"][0] & contact.NO_CONTACT

@@ -118,11 +118,12 @@ def test_two_line_accuracy_and_uncertainty(noise):
     assert np.median(r["noise"]) == pytest.approx(noise, rel=0.1)
 
 
-def test_two_line_flags():
+def flag_case_ramps():
+    """Four ramps (x, y, weights): 0 stops in the layer (no hard contact; its tail weighted 0), 1 starts in
+    contact (only the wall), 2 and 3 good."""
     X, Y, xc = _ramps(n=4, noise=0.05)
     ref = X[:, :1]
     x, y = X - ref, Y.copy()
-    # 0: no hard contact (the ramp stops in the layer); 1: starts in contact (only the wall)
     cut = np.searchsorted(-X[0], -(xc[0] + 8))
     x[0, cut:] = x[0, cut - 1]
     y[0, cut:] = y[0, cut - 1]
@@ -131,6 +132,11 @@ def test_two_line_flags():
     X2 = np.linspace(xc[1] - 1, xc[1] - 150, 1024).astype(np.float32)
     x[1] = X2 - ref[1, 0]
     y[1] = (xc[1] - X2 + np.random.default_rng(3).normal(0, 0.05, 1024)).astype(np.float32)
+    return x, y, w
+
+
+def test_two_line_flags():
+    x, y, w = flag_case_ramps()
     r = contact.two_line(x, y, w)
     assert r["flags"][0] & contact.NO_CONTACT
     assert r["flags"][1] & (contact.STARTS_IN_CONTACT | contact.NO_BASELINE)
