@@ -42,7 +42,8 @@ def scenarios():
             out.append(("profiles", f"{prof}, {direction}", base.with_(profile=prof, direction=direction, **extra)))
     single = base.with_(profile="single")
     variants = {
-        "samples": [("512 samples", dict(n_samples=512)), ("2048 samples", dict(n_samples=2048))],
+        "samples": [("256 samples", dict(n_samples=256)), ("512 samples", dict(n_samples=512)),
+                    ("2048 samples", dict(n_samples=2048))],
         "cantilever": [("k_c 0.1 N/m", dict(spring_constant=0.1)), ("k_c 3 N/m", dict(spring_constant=3.0)),
                        ("InvOLS 20 nm/V", dict(invols=20e-9)), ("InvOLS 5 % off", dict(invols_error=0.05))],
         "baseline": [("straight baseline", dict(interference=0, curvature=0)),
@@ -51,6 +52,9 @@ def scenarios():
                      ("drift 10 nm/ramp", dict(drift=10e-9)),
                      ("short free baselines (30 %)", dict(short_free_fraction=0.3)),
                      ("deflection spikes", dict(spikes=0.002)),
+                     ("hard contact 4–8 nm (low setpoint)", dict(contact_range=(4e-9, 8e-9))),
+                     ("free travel 40–80 nm", dict(free_range=(4e-8, 8e-8))),
+                     ("deflection noise 0.2 nm", dict(deflection_noise=2e-10)),
                      ("deflection rail in contact", dict(invols=10e-9, deflection_bias=7.0))],
         "lock-in": [("phase -170°", dict(phase_deg=-170.0)), ("phase 95°", dict(phase_deg=95.0)),
                     ("input volts, peak", dict(signal="input", amplitude="peak")),

@@ -9,6 +9,7 @@ way the pipeline weights them), on the analytic ramps of test_pipeline_units.py 
 """
 from __future__ import annotations
 
+import inspect
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,9 +28,17 @@ FLOATS = ("position", "uncertainty", "baseline_slope", "baseline_offset", "conta
 INTS = ("free_end", "contact_start", "flags")
 
 
+_DEFAULTS = {k: v.default for k, v in inspect.signature(contact.two_line).parameters.items()
+             if v.default is not inspect.Parameter.empty and k != "weight"}
+
+
 def _both(x, y, w=None, **kw):
-    c = contact.two_line(x, y, w, **kw)
-    p = contact._two_line_numpy(x, y, w, **kw)
+    """One pass with a fixed block size, compiled and numpy (two_line's refinement of short contact parts
+    reruns the same pass on some rows: test_refinement_same_with_and_without_kernels)."""
+    params = {**_DEFAULTS, **kw}
+    block = params.pop("block")
+    c = contact._two_line_once(x, y, w, block, params)
+    p = contact._two_line_numpy(x, y, w, block=block, **params)
     assert set(c) == set(p)
     for k in c:
         assert c[k].dtype == p[k].dtype, k
@@ -331,3 +340,15 @@ def test_pure_python_switch_uses_numpy(monkeypatch):
     r = contact.two_line(x, y)
     p = contact._two_line_numpy(x, y)
     assert all(np.array_equal(r[k], p[k], equal_nan=True) for k in r)
+
+
+def test_refinement_same_with_and_without_kernels(monkeypatch):
+    """two_line as the pipeline calls it (short hard-contact parts refitted with half-size blocks): the
+    kernel and the numpy path pick the same rows and agree on them."""
+    from test_pipeline_units import short_contact_ramps
+
+    x, y, xc = short_contact_ramps()
+    c = contact.two_line(x, y)
+    monkeypatch.setattr(native, "_lib", None)
+    p = contact.two_line(x, y)
+    assert_agree(c, p, all_ramps=True)

@@ -118,6 +118,36 @@ def test_two_line_accuracy_and_uncertainty(noise):
     assert np.median(r["noise"]) == pytest.approx(noise, rel=0.1)
 
 
+def short_contact_ramps(n=64, noise=0.05, seed=5):
+    """Ramps of 1024 samples over ~300 nm whose hard-contact part is only 3-8 nm (a low setpoint): a soft
+    layer (10 nm, deflecting up to 0.3 nm) above the wall; returns x, y (oriented, nm) and the true contact."""
+    rng = np.random.default_rng(seed)
+    m = 1024
+    x = np.empty((n, m), np.float32)
+    y = np.empty((n, m), np.float32)
+    xc = np.empty(n)
+    for r in range(n):
+        travel_c = rng.uniform(3.0, 8.0)  # nm of piezo travel in hard contact
+        d = np.linspace(300.0, -travel_c, m)  # piezo (nm), contact at 0
+        layer = np.clip(10.0 - d, 0, None) * (d > 0)
+        defl = 0.3 * (layer / 10.0) ** 2 + np.where(d < 0, -d, 0.0)
+        tilt = rng.uniform(-0.01, 0.01)
+        x[r] = d - d[0]
+        y[r] = defl + tilt * d + 0.2 + rng.normal(0, noise, m)
+        xc[r] = -d[0]  # the contact in the coordinates of x
+    return x, y, xc
+
+
+def test_two_line_short_contact_part():
+    """3-8 nm of hard contact (24-64 samples, 3-8 blocks of 8): refitted with blocks of 4, every ramp is
+    accepted and the contact point is as accurate as with a long contact part."""
+    x, y, xc = short_contact_ramps()
+    r = contact.two_line(x, y)
+    assert (r["flags"] == 0).all(), r["flags"]
+    err = np.abs(r["position"] - xc)
+    assert np.median(err) < 0.1 and np.percentile(err, 95) < 0.3, (np.median(err), np.percentile(err, 95))
+
+
 def flag_case_ramps():
     """Four ramps (x, y, weights): 0 stops in the layer (no hard contact; its tail weighted 0), 1 starts in
     contact (only the wall), 2 and 3 good."""

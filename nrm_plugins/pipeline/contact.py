@@ -323,7 +323,10 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
 
     The compiled kernel (``nrm_two_line`` in ``nrm_plugins/_native/contact.c``: the same algorithm, one ramp
     at a time, in double precision) computes it when :func:`nrm_plugins.native.available`;
-    :func:`_two_line_numpy` is its reference and the fallback.
+    :func:`_two_line_numpy` is its reference and the fallback.  Ramps whose hard-contact part spans fewer
+    than :data:`SHORT_CONTACT_BLOCKS` blocks (or that find none) are fitted again with blocks of half the
+    size (at least :data:`MIN_BLOCK` samples), whose result is kept unless it is flagged where the first was
+    not.
 
     :param x: (ramps, samples) piezo position d_s in nm, each row ordered from the farthest sample to the
         deepest (an approach as recorded; the pipeline reverses retract ramps), referenced to any
@@ -345,12 +348,48 @@ def two_line(x, y, weight=None, *, block: int = 8, threshold: float = 4.0, regio
         first deflection rise, the first sample of the fitted contact region), ``noise`` (nm, per
         sample), ``flags`` (int bit mask, :data:`FLAGS`).
     """
-    params = dict(block=block, threshold=threshold, region_threshold=region_threshold,
+    params = dict(threshold=threshold, region_threshold=region_threshold,
                   baseline_margin=baseline_margin, contact_slope_range=contact_slope_range,
                   contact_slope_tolerance=contact_slope_tolerance, noise_floor=noise_floor,
                   baseline_window=baseline_window)
+    res = _two_line_once(x, y, weight, block, params)
+    if block < 2 * MIN_BLOCK or int(block) != block or res["flags"].size == 0:
+        return res
+    # a short hard-contact part (a low setpoint, few samples per ramp) spans too few blocks for its line and
+    # its kink: those ramps again with blocks of half the size; the finer result is kept unless it is
+    # flagged where the coarse one was not
+    n, m = np.shape(x)
+    if weight is None:
+        last = np.full(n, m)
+    else:
+        used = np.asarray(weight) > 0
+        last = np.where(used.any(1), m - np.argmax(used[:, ::-1], axis=1), 0)
+    short = ((last - res["contact_start"]) < SHORT_CONTACT_BLOCKS * block) | ((res["flags"] & NO_CONTACT) != 0)
+    rows = np.flatnonzero(short)
+    if rows.size:
+        fine = _two_line_once(np.asarray(x)[rows], np.asarray(y)[rows],
+                              None if weight is None else np.asarray(weight)[rows], block // 2, params)
+        take = (fine["flags"] == 0) | (res["flags"][rows] != 0)
+        for k, v in fine.items():
+            res[k][rows[take]] = v[take]
+    return res
+
+
+#: ramps whose hard-contact part spans fewer blocks than this are fitted again with half-size blocks
+SHORT_CONTACT_BLOCKS = 8
+#: the smallest block (samples): a block needs 3 usable samples for its within-block line
+MIN_BLOCK = 4
+
+
+def _two_line_once(x, y, weight, block, params):
+    """One pass of :func:`two_line` with a fixed block size: the compiled kernel, or numpy."""
+    params = dict(params, block=block)
     if not native.available():
         return _two_line_numpy(x, y, weight, **params)
+    threshold, region_threshold, baseline_margin = (params[k] for k in ("threshold", "region_threshold",
+                                                                        "baseline_margin"))
+    contact_slope_range, contact_slope_tolerance = params["contact_slope_range"], params["contact_slope_tolerance"]
+    noise_floor, baseline_window = params["noise_floor"], params["baseline_window"]
     x = np.ascontiguousarray(x, np.float32)
     y = np.ascontiguousarray(y, np.float32)
     n, m = x.shape

@@ -45,7 +45,8 @@ def nrm_contact_methods():
         kind="contact",
         function=contact.two_line,
         parameters=(
-            Parameter("block", 8, "samples", "samples per block (the unit of the robust line fits)"),
+            Parameter("block", 8, "samples", "samples per block (the unit of the robust line fits; halved for "
+                      "ramps with a short hard-contact part)"),
             Parameter("threshold", 4.0, "sigma", "outlier threshold, in standard deviations of a block mean"),
             Parameter("region_threshold", 3.0, "sigma", "deviation that ends the free / contact regions"),
             Parameter("baseline_margin", 0.1, "", "fraction of the free region left out at its end"),
