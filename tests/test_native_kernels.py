@@ -261,3 +261,26 @@ def test_despike_matches_numpy_and_the_truth(monkeypatch):
     untouched = ~hit
     changed = (a != y) & untouched & np.isfinite(y)
     assert changed.sum() <= 2, changed.sum()  # 8 sigma: noise alone is (almost) never a spike
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_tiny_ramps_and_all_rejected_chunks(monkeypatch, kernels):
+    """Ramps of 1-16 samples (every one rejected "NaN in ramp": too few samples) and chunks in which every
+    ramp is rejected before the lock-in lag correction (on here: the simulator declares τ): flags, no crash,
+    with and without the kernels."""
+    import warnings
+
+    import nrm_plugins as nrm
+
+    if not kernels:
+        monkeypatch.setattr(native, "_lib", None)
+    sim = simulate.simulate("realistic", nx=2, ny=2, seed=1)
+    ds = sim.model.load()
+    for m in (1, 3, 8, 16):
+        sub = ds.isel(sample=slice(0, None, ds.sizes["sample"] // m)).isel(sample=slice(0, m))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = nrm.process(sub, sim.calibration, progress=False, time_constant_correction=True)
+        assert not res.ok.values.any()
+        assert set(res.flag.values) == {"NaN in ramp"}, (m, set(res.flag.values))
+        assert res.attrs["counts"]["rejected"] == ds.sizes["ramp"]

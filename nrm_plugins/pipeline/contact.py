@@ -384,6 +384,14 @@ MIN_BLOCK = 4
 def _two_line_once(x, y, weight, block, params):
     """One pass of :func:`two_line` with a fixed block size: the compiled kernel, or numpy."""
     params = dict(params, block=block)
+    n, m = np.shape(x)
+    if 0 < m <= block and int(block) == block:  # a single block: no line can be fitted (both paths alike)
+        nan = np.full(n, np.nan)
+        zero = np.zeros(n, np.int64)
+        return {"position": nan, "uncertainty": nan.copy(), "baseline_slope": nan.copy(),
+                "baseline_offset": nan.copy(), "contact_slope": nan.copy(), "contact_offset": nan.copy(),
+                "free_end": zero, "contact_start": zero.copy(), "noise": nan.copy(),
+                "flags": np.full(n, NO_BASELINE | NO_CONTACT, np.int64)}
     if not native.available():
         return _two_line_numpy(x, y, weight, **params)
     threshold, region_threshold, baseline_margin = (params[k] for k in ("threshold", "region_threshold",

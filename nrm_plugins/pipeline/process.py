@@ -596,6 +596,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
         clip_prof = (in_prof & ~valid_l & finite_l).any(1)
         flags[nan_prof] |= NAN_REJECT
         flags[clip_prof] |= CLIP_REJECT
+    edge = 0
     if S.time_constant > 0:
         fix = np.flatnonzero((flags & REJECT_MASK) == 0)
         if fix.size:
@@ -608,8 +609,6 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
             stages = S.filter_slope // 6
             edge = max(1, int(round(stages * S.time_constant / S.sample_interval))) + 2 * stages
             lo = np.where((flags & REJECT_MASK) == 0, np.minimum(np.maximum(lo, edge), hi), lo)
-    else:
-        edge = 0
     free_end = res["free_end"]
     # the free part must be long enough to be free liquid (a ramp started inside the layer is not)
     x_end = np.take_along_axis(x, np.clip(free_end - 1, 0, m - 1)[:, None], 1)[:, 0]
@@ -837,7 +836,8 @@ def _depth(x, y, res, S):
     flat = (gap[:, :-3] - gap[:, 3:]) <= np.float32(3 * 0.1) * step[:, None]
     reach = (run <= 4 * thr[:, None]) | ((run <= np.float32(4 * 0.3)) & flat)
     has = reach.any(1)
-    cidx = np.where(has, np.argmax(reach, axis=1), res["contact_start"])
+    first = np.argmax(reach, axis=1) if reach.shape[1] else np.zeros(n, np.int64)  # (ramps of < 4 samples)
+    cidx = np.where(has, first, res["contact_start"])
     cidx = np.minimum(cidx, res["contact_start"] + 8)
     hi = np.maximum(cidx - 1, 0)  # one sample of margin before the hard contact
     # profile starts one sample above the internal grid's top
