@@ -284,3 +284,28 @@ def test_tiny_ramps_and_all_rejected_chunks(monkeypatch, kernels):
         assert not res.ok.values.any()
         assert set(res.flag.values) == {"NaN in ramp"}, (m, set(res.flag.values))
         assert res.attrs["counts"]["rejected"] == ds.sizes["ramp"]
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_dead_lateral_channel_and_empty_input(monkeypatch, kernels):
+    """X and Y exactly constant over a ramp (a disconnected or stuck lock-in output) is no measurement: the
+    ramp is rejected "no profile" with a NaN SEI thickness, not accepted as a layer of zero modulus; the
+    others are unaffected.  A dataset without ramps is a clear error."""
+    import warnings
+
+    import nrm_plugins as nrm
+
+    if not kernels:
+        monkeypatch.setattr(native, "_lib", None)
+    sim = simulate.simulate("realistic", nx=4, ny=4, seed=1)
+    ds = sim.model.load()
+    ds["lateral_x"].values[:8] = 0.3
+    ds["lateral_y"].values[:8] = -0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = nrm.process(ds, sim.calibration, progress=False, windows=[[0.005, 2.0]])
+    assert list(res.flag.values[:8]) == ["no profile"] * 8
+    assert np.isnan(res.sei_thickness.values[:8]).all() and np.isnan(res.E_storage.values[:8]).all()
+    assert res.ok.values[8:].all()
+    with pytest.raises(nrm.errors.ModelError, match="nothing to process"):
+        nrm.process(ds.isel(ramp=slice(0, 0)), sim.calibration)

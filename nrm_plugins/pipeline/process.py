@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import contextlib
 import inspect
 from concurrent.futures import ThreadPoolExecutor
@@ -152,6 +153,10 @@ def process(ds: xr.Dataset, calibration=None, **options) -> xr.Dataset:
     if mapping:
         ds = assign_roles(ds, mapping)
     validate(ds, require=["piezo", "deflection", "lateral_x", "lateral_y"])
+    if ds.sizes.get("ramp", 0) == 0 or ds.sizes.get("sample", 0) == 0:
+        src = ds.attrs.get("source_file") or "the data"
+        raise ModelError(f"{src}: nothing to process ({ds.sizes.get('ramp', 0)} ramps of "
+                         f"{ds.sizes.get('sample', 0)} samples)")
     cal = cal.resolve(ds)
     warn = list(cal.warnings)
     S = _settings(ds, cal, options, warn)
@@ -726,6 +731,17 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
         sei[sel] = t_nm * 1e-9
         flags[rows_ok[at_top]] |= SEI_TOP
         empty = ~np.isfinite(e_out.real).any(1)
+        # a dead lateral channel (X and Y exactly constant: no noise in the background, no response in the
+        # profile) is no measurement, not a layer of zero modulus
+        level = np.maximum(np.abs(bg["x"][rows_ok]), np.abs(bg["y"][rows_ok])).astype(np.float64)
+        flat = rows_ok[bg["sigma"][rows_ok] <= 1e-6 * level]
+        if flat.size:
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+                dead = ((np.nanmax(lx[flat], 1) == np.nanmin(lx[flat], 1))
+                        & (np.nanmax(ly[flat], 1) == np.nanmin(ly[flat], 1)))
+            empty[np.searchsorted(rows_ok, flat[dead])] = True
+            sei[rows_ok[empty]] = np.nan
         flags[rows_ok[empty]] |= NO_PROFILE
         E[rows_ok[empty]] = np.nan
 
