@@ -102,10 +102,8 @@ class Settings:
     window: float  # nm
     top: float  # nm, first internal grid point
     n_grid: int
-    out_j0: np.ndarray = field(repr=False, default=None)
-    out_w: np.ndarray = field(repr=False, default=None)
-    out_j0_64: np.ndarray = field(repr=False, default=None)  # the same, as the compiled kernel takes them
-    out_w_32: np.ndarray = field(repr=False, default=None)
+    out_j0: np.ndarray = field(repr=False, default=None)  # int64: internal point below each output point
+    out_w: np.ndarray = field(repr=False, default=None)  # float32: its interpolation weight
     background_region: float | None = None  # nm; None = auto
     clip: float = math.inf
     time_constant: float = 0.0
@@ -391,8 +389,7 @@ def _settings(ds, cal, options, warn) -> Settings:
         deflection_scale=scale, factor=factor, amplitude=amplitude, r_g=cal.get("model", "r_g"),
         poisson=cal.get("model", "poisson"), frequency=frequency, lateral_stiffness=k_lat,
         z_step=z_step, z_max=z_max, n_z=n_z, step=step, window=window, top=top, n_grid=n_grid,
-        out_j0=j0, out_w=w, out_j0_64=np.ascontiguousarray(j0, np.int64),
-        out_w_32=np.ascontiguousarray(w, np.float32), background_region=None if bg == "auto" else float(bg) * 1e9, clip=clip,
+        out_j0=j0, out_w=w, background_region=None if bg == "auto" else float(bg) * 1e9, clip=clip,
         time_constant=tau, filter_slope=slope, sample_interval=dt,
         lag_samples=lag_samples, contact=cm,
         contact_params=cm.resolve(), derivative=dm,
@@ -468,18 +465,20 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     # ---- valid length, NaN and clipping (cheap row tests first), and the oriented working arrays: every
     # row from the far end to the surface, x = piezo (nm) from its first sample, y = deflection (nm)
     rows_n = np.arange(n)
-    if native.available():
+    compiled = native.available()
+    if compiled:
+        piezo64, defl32, lx32, ly32 = (np.ascontiguousarray(piezo, np.float64), native.f32(defl), native.f32(lx),
+                                       native.f32(ly))
         x, y, X, Y = (native.scratch(k, (n, m), np.float32) for k in ("x", "y", "X", "Y"))
         st = np.empty((12, n))
-        native.lib().nrm_prepare(n, m, np.ascontiguousarray(piezo, np.float64), native.f32(defl), native.f32(lx),
-                                 native.f32(ly), S.deflection_scale, x, y, X, Y, st)
+        native.lib().nrm_prepare(n, m, piezo64, defl32, lx32, ly32, S.deflection_scale, x, y, X, Y, st)
         length = st[0].astype(np.int64)
         p_first, p_last, reverse = st[2], st[3], st[4] > 0
         nan_p, nan_d, nan_l = st[5] > 0, st[6] > 0, st[7] > 0
         tops = st[8].astype(np.float32), st[9].astype(np.float32)
         dmax = st[10].astype(np.float32)
         rail_d = st[11] >= lateral.RAIL_SAMPLES
-        fin_p = None
+        ref = np.where(np.isfinite(p_first), p_first, 0.0)
     else:
         fin_p = np.isfinite(piezo)
         length = np.where(fin_p.any(1), m - np.argmax(fin_p[:, ::-1], axis=1), 0)
@@ -494,32 +493,34 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
         p_first = piezo[rows_n, np.argmax(fin_p, axis=1)]
         p_last = piezo[rows_n, np.maximum(length - 1, 0)]
         reverse = p_first < p_last
+        ref = np.where(np.isfinite(p_first), p_first, 0.0)
+        x = ((piezo - ref[:, None]) * 1e9).astype(np.float32)
+        y = defl * np.float32(S.deflection_scale)
+        X = lx.astype(np.float32, copy=True)
+        Y = ly.astype(np.float32, copy=True)
+        if reverse.any():
+            for a in (x, y, X, Y):
+                _orient(a, reverse, length, m)
     row_nan = nan_p | nan_d | nan_l
     amax = np.fmax(*tops)
     clip_row = lateral.saturation_level(lx, ly, S.clip, tops=tops)  # S.clip, or a lower rail (ADC saturation)
     row_clip = amax >= clip_row
     special = row_nan | row_clip | (length < m) | rail_d
     special_d = nan_p | nan_d | (length < m) | rail_d  # the contact fit needs weights
+    # sample masks, oriented as the working arrays (only when some ramp needs them)
     valid_d = valid_l = None
-    masks_oriented = False
-    if special.any() and native.available():
+    if special.any() and compiled:
         u8 = np.uint8
         valid_d, valid_l = native.scratch("valid_d", (n, m), u8), native.scratch("valid_l", (n, m), u8)
         nan_in, nvalid_d = np.empty(n, u8), np.empty(n, np.int64)
-        native.lib().nrm_masks(n, m, np.ascontiguousarray(piezo, np.float64), native.f32(defl), native.f32(lx),
-                               native.f32(ly), length, reverse.astype(u8), native.f32(clip_row),
+        native.lib().nrm_masks(n, m, piezo64, defl32, lx32, ly32, length, reverse.astype(u8), native.f32(clip_row),
                                rail_d.astype(u8), native.f32(dmax), valid_d, valid_l, nan_in, nvalid_d)
-        valid_d, valid_l = valid_d.view(bool), valid_l.view(bool)
-        flags[nan_in.view(bool)] |= NAN_WARN
-        masks_oriented = True
+        valid_d, valid_l, nan_in = valid_d.view(bool), valid_l.view(bool), nan_in.view(bool)
     elif special.any():
-        if fin_p is None:
-            fin_p = np.isfinite(piezo)
         inlen = j < length[:, None]
         valid_d = fin_p & np.isfinite(defl) & inlen
         valid_l = np.isfinite(lx) & np.isfinite(ly) & inlen
         nan_in = (inlen & ~(valid_d & valid_l)).any(1)
-        flags[nan_in] |= NAN_WARN
         if row_clip.any():
             with np.errstate(invalid="ignore"):
                 clipped = (np.abs(lx) >= clip_row[:, None]) | (np.abs(ly) >= clip_row[:, None])
@@ -528,25 +529,15 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
             with np.errstate(invalid="ignore"):
                 at_dmax = defl >= dmax[:, None]
             valid_d &= ~(at_dmax & rail_d[:, None])  # left out of the contact line, like missing samples
-    too_short = length < 32
-    if masks_oriented:
-        too_short |= nvalid_d < 32
-    elif valid_d is not None:
-        too_short |= valid_d.sum(1) < 32
-    flags[too_short] |= NAN_REJECT
-
-    ref = np.where(np.isfinite(p_first), p_first, 0.0)
-    if not native.available():
-        x = ((piezo - ref[:, None]) * 1e9).astype(np.float32)
-        y = defl * np.float32(S.deflection_scale)
-        X = lx.astype(np.float32, copy=True)
-        Y = ly.astype(np.float32, copy=True)
+        nvalid_d = valid_d.sum(1)
         if reverse.any():
-            for a in (x, y, X, Y):
-                _orient(a, reverse, length, m)
-    if reverse.any() and valid_d is not None and not masks_oriented:
-        _orient(valid_d, reverse, length, m)
-        _orient(valid_l, reverse, length, m)
+            _orient(valid_d, reverse, length, m)
+            _orient(valid_l, reverse, length, m)
+    too_short = length < 32
+    if valid_d is not None:
+        flags[nan_in] |= NAN_WARN
+        too_short |= nvalid_d < 32
+    flags[too_short] |= NAN_REJECT
 
     # ---- single-sample deflection spikes (glitches of the photodiode or the ADC), before any fit
     _despike(y, length)
@@ -585,7 +576,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     if S.lag_samples:
         hi = np.where(reverse, np.maximum(hi - S.lag_samples, lo), hi)
     # the checks of the lateral samples in one kernel pass (the lag correction, below, needs the numpy order)
-    fused = valid_l is not None and native.available() and not S.time_constant > 0
+    fused = valid_l is not None and compiled and not S.time_constant > 0
     if fused:
         i_bg = _background_end(x, res["free_end"], S)
         nan_prof, clip_prof, masked_bg, clipped_bg = (np.empty(n, np.uint8) for _ in range(4))
@@ -684,7 +675,7 @@ def _chunk(arr: dict, S: Settings, want_slope: bool = False, e_buffer=None) -> d
     rows_ok = np.flatnonzero(ok)
     if rows_ok.size:
         sel = slice(None) if all_ok else rows_ok
-        if native.available():  # the background-free signal of the accepted rows, resampled in one pass
+        if compiled:  # the background-free signal of the accepted rows, resampled in one pass
             k = len(rows_ok)
             grid = native.scratch("grid", (k, S.n_grid), np.complex64)
             position = native.scratch("position", (k, S.n_grid), np.float32)
@@ -1024,7 +1015,7 @@ def _to_output(a, S, out=None, scale=1.0):
         out = np.empty((n, S.n_z), a.dtype)
     if native.available() and a.dtype == np.complex64 and out.flags.c_contiguous:
         scale = complex(scale)
-        native.lib().nrm_to_output(n, a.shape[1], np.ascontiguousarray(a), S.n_z, S.out_j0_64, S.out_w_32,
+        native.lib().nrm_to_output(n, a.shape[1], np.ascontiguousarray(a), S.n_z, S.out_j0, S.out_w,
                                    scale.real, scale.imag, out)
         return out
     _to_output_numpy(a, S, out)
