@@ -105,11 +105,7 @@ NRM_VECTOR int nrm_despike(int64_t n, int64_t m, float *y, const int64_t *length
         med[len - 2] = med3(v[len - 3], v[len - 2], v[len - 1]);
         /* fin[i]: v[i] finite; a window with a non-finite member is left alone */
         uint8_t *fin = (uint8_t *)d2; /* d2 is free again: reused as m bytes */
-        for (int64_t i = 0; i < len; i++) {
-            uint32_t u;
-            memcpy(&u, v + i, 4);
-            fin[i] = (u & 0x7f800000u) != 0x7f800000u;
-        }
+        for (int64_t i = 0; i < len; i++) fin[i] = (nrm_bits32(v[i]) & NRM_EXP32) != NRM_EXP32;
         /* okw[i]: every member of sample i's window finite */
         okw[1] = fin[0] & fin[1] & fin[2];
         for (int64_t i = 2; i + 2 < len; i++) okw[i] = fin[i - 2] & fin[i - 1] & fin[i] & fin[i + 1] & fin[i + 2];

@@ -3,6 +3,7 @@
 #ifndef NRM_KERNELS_H
 #define NRM_KERNELS_H
 #include <stdint.h>
+#include <string.h>
 
 /* Every kernel starts with nrm_enter(): where the CPU has AVX, the caller (the interpreter, libffi, numpy)
  * may leave the upper halves of the vector registers dirty, and then every SSE instruction of this code
@@ -17,6 +18,18 @@ static inline void nrm_enter(void)
 #else
 static inline void nrm_enter(void) {}
 #endif
+
+/* A float (double) is NaN or inf when all its exponent bits are set: tests on the bit pattern are integer
+ * operations that vectorize (reads through integer pointers: the build uses -fno-strict-aliasing). */
+#define NRM_EXP32 0x7f800000u
+#define NRM_EXP64 0x7ff0000000000000ull
+
+static inline uint32_t nrm_bits32(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    return b;
+}
 
 /* NRM_VECTOR on a kernel whose loops are integer scans or gathers: GCC builds an AVX2 version beside the
  * baseline one and picks it at load time where the CPU has AVX2 (SSE2 has no 32-bit unsigned max and no

@@ -14,17 +14,8 @@
 enum { S_LEN, S_FIRST, S_PFIRST, S_PLAST, S_REV, S_NANP, S_NAND, S_NANL, S_TOPX, S_TOPY, S_DMAX, S_NDMAX };
 
 /* The scans below work on the bit patterns (integer operations the compiler vectorizes; float reductions
- * in a fixed order it cannot): a float is NaN or inf when its exponent bits are all set, and for |a| (sign
- * bit cleared) the unsigned order of the bits is the order of the values. */
-#define EXP32 0x7f800000u
-#define EXP64 0x7ff0000000000000ull
-
-static uint32_t bits32(float v)
-{
-    uint32_t b;
-    memcpy(&b, &v, 4);
-    return b;
-}
+ * in a fixed order it cannot): see NRM_EXP32 in kernels.h; for |a| (sign bit cleared) the unsigned order of
+ * the bits is the order of the values. */
 
 /* max |a| with NaN ignored (np.fmax.reduce of |a|), NaN when every value is NaN */
 static float nanmax_abs(const float *a, int64_t m)
@@ -34,7 +25,7 @@ static float nanmax_abs(const float *a, int64_t m)
     const int32_t *u = (const int32_t *)a;
     for (int64_t i = 0; i < m; i++) {
         int32_t b = u[i] & 0x7fffffff;
-        int32_t ok = b <= (int32_t)EXP32; /* not NaN (inf included) */
+        int32_t ok = b <= (int32_t)NRM_EXP32; /* not NaN (inf included) */
         seen |= ok;
         b = ok ? b : 0;
         top = b > top ? b : top;
@@ -49,7 +40,7 @@ static int any_nonfinite(const float *a, int64_t m)
 {
     uint32_t bad = 0;
     const uint32_t *u = (const uint32_t *)a;
-    for (int64_t i = 0; i < m; i++) bad |= (u[i] & EXP32) == EXP32;
+    for (int64_t i = 0; i < m; i++) bad |= (u[i] & NRM_EXP32) == NRM_EXP32;
     return bad != 0;
 }
 
@@ -63,12 +54,12 @@ static float nanmax(const float *a, int64_t m)
     for (; i + 4 <= m; i += 4)
         for (int k = 0; k < 4; k++) {
             float v = a[i + k];
-            seen |= (bits32(v) & 0x7fffffffu) <= EXP32;
+            seen |= (nrm_bits32(v) & 0x7fffffffu) <= NRM_EXP32;
             acc[k] = v > acc[k] ? v : acc[k];
         }
     for (; i < m; i++) {
         float v = a[i];
-        seen |= (bits32(v) & 0x7fffffffu) <= EXP32;
+        seen |= (nrm_bits32(v) & 0x7fffffffu) <= NRM_EXP32;
         acc[0] = v > acc[0] ? v : acc[0];
     }
     if (!seen) return NAN;
@@ -88,7 +79,7 @@ NRM_VECTOR void nrm_prepare(int64_t n, int64_t m, const double *piezo, const flo
         float *xr = x + r * m, *yr = y + r * m, *Xr = X + r * m, *Yr = Y + r * m;
         const uint64_t *pu = (const uint64_t *)p;
         uint64_t bad = 0;
-        for (int64_t i = 0; i < m; i++) bad |= (pu[i] & EXP64) == EXP64;
+        for (int64_t i = 0; i < m; i++) bad |= (pu[i] & NRM_EXP64) == NRM_EXP64;
         int nan_p = bad != 0;
         int64_t first = -1, last = -1;
         if (!nan_p) {
@@ -163,16 +154,16 @@ NRM_VECTOR void nrm_masks(int64_t n, int64_t m, const double *piezo, const float
         int64_t count = 0;
         /* sample s of the file is sample i of the oriented row: reversed within the first L, then in place
          * (two loops without a branch on the index; the finite tests on the bit patterns) */
-#define NRM_MASK_SAMPLE(i, s)                                                                              \
-    do {                                                                                                   \
-        const int in = (s) < len;                                                                          \
-        const int okd = in & ((pu[s] & EXP64) != EXP64) & ((du[s] & EXP32) != EXP32);                      \
-        const int okl = in & ((au[s] & EXP32) != EXP32) & ((bu[s] & EXP32) != EXP32);                      \
-        missing |= in & !(okd & okl);                                                                      \
-        const int dv = okd & !(rl & (d[s] >= dm));                                                         \
-        vd[i] = (uint8_t)dv;                                                                               \
-        vl[i] = (uint8_t)(okl & !((fabsf(a[s]) >= cl) | (fabsf(b[s]) >= cl)));                              \
-        count += dv;                                                                                       \
+#define NRM_MASK_SAMPLE(i, s)                                                                                      \
+    do {                                                                                                           \
+        const int in = (s) < len;                                                                                  \
+        const int okd = in & ((pu[s] & NRM_EXP64) != NRM_EXP64) & ((du[s] & NRM_EXP32) != NRM_EXP32);              \
+        const int okl = in & ((au[s] & NRM_EXP32) != NRM_EXP32) & ((bu[s] & NRM_EXP32) != NRM_EXP32);              \
+        missing |= in & !(okd & okl);                                                                              \
+        const int dv = okd & !(rl & (d[s] >= dm));                                                                 \
+        vd[i] = (uint8_t)dv;                                                                                       \
+        vl[i] = (uint8_t)(okl & !((fabsf(a[s]) >= cl) | (fabsf(b[s]) >= cl)));                                     \
+        count += dv;                                                                                               \
     } while (0)
         const uint64_t *pu = (const uint64_t *)p;
         const uint32_t *du = (const uint32_t *)d, *au = (const uint32_t *)a, *bu = (const uint32_t *)b;
