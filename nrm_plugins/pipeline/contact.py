@@ -386,18 +386,12 @@ def _two_line_once(x, y, weight, block, params):
     params = dict(params, block=block)
     n, m = np.shape(x)
     if 0 < m <= block and int(block) == block:  # a single block: no line can be fitted (both paths alike)
-        nan = np.full(n, np.nan)
-        zero = np.zeros(n, np.int64)
-        return {"position": nan, "uncertainty": nan.copy(), "baseline_slope": nan.copy(),
-                "baseline_offset": nan.copy(), "contact_slope": nan.copy(), "contact_offset": nan.copy(),
-                "free_end": zero, "contact_start": zero.copy(), "noise": nan.copy(),
-                "flags": np.full(n, NO_BASELINE | NO_CONTACT, np.int64)}
+        res = {k: np.full(n, np.nan) for k in _KEYS}
+        res.update(free_end=np.zeros(n, np.int64), contact_start=np.zeros(n, np.int64),
+                   flags=np.full(n, NO_BASELINE | NO_CONTACT, np.int64))
+        return res
     if not native.available():
         return _two_line_numpy(x, y, weight, **params)
-    threshold, region_threshold, baseline_margin = (params[k] for k in ("threshold", "region_threshold",
-                                                                        "baseline_margin"))
-    contact_slope_range, contact_slope_tolerance = params["contact_slope_range"], params["contact_slope_tolerance"]
-    noise_floor, baseline_window = params["noise_floor"], params["baseline_window"]
     x = np.ascontiguousarray(x, np.float32)
     y = np.ascontiguousarray(y, np.float32)
     n, m = x.shape
@@ -406,9 +400,9 @@ def _two_line_once(x, y, weight, block, params):
     w = None if weight is None else np.ascontiguousarray(weight, np.float32)
     if y.shape != x.shape or (w is not None and w.shape != x.shape):
         raise ValueError(f"two_line: x {x.shape}, y {y.shape} and weight {None if w is None else w.shape} differ")
-    lo, hi = contact_slope_range
-    par = np.array([block, threshold, region_threshold, baseline_margin, lo, hi, contact_slope_tolerance,
-                    noise_floor, baseline_window], np.float64)
+    lo, hi = params["contact_slope_range"]
+    par = np.array([block, params["threshold"], params["region_threshold"], params["baseline_margin"], lo, hi,
+                    params["contact_slope_tolerance"], params["noise_floor"], params["baseline_window"]], np.float64)
     out = np.empty((10, n))
     if native.lib().nrm_two_line(n, m, x, y, native.ptr(w), par, out) == -1:
         raise MemoryError("two_line: out of memory in the compiled kernel")
