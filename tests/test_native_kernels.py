@@ -6,8 +6,6 @@ to rounding.  The contact kernel has its own module (test_native_contact.py).
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -19,17 +17,6 @@ from nrm_plugins.pipeline import derivative
 proc = sys.modules["nrm_plugins.pipeline.process"]
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=f"compiled kernels unavailable: {native.reason}")
-
-
-@pytest.mark.skipif(os.environ.get("NRM_PURE_PYTHON", "") not in ("", "0"), reason="NRM_PURE_PYTHON is set")
-def test_kernels_are_built():
-    """An install with a C compiler builds the kernels; a failed build would silently fall back to numpy."""
-    assert native.available(), native.reason
-    out = subprocess.run([sys.executable, "-m", "nrm_plugins", "plugins"], capture_output=True, text=True, check=True)
-    assert "compiled pipeline kernels: yes" in out.stdout
-    off = subprocess.run([sys.executable, "-m", "nrm_plugins", "plugins"], capture_output=True, text=True, check=True,
-                         env={**os.environ, "NRM_PURE_PYTHON": "1"})
-    assert "compiled pipeline kernels: no (turned off by NRM_PURE_PYTHON)" in off.stdout
 
 
 def _profiles(seed=0, n=400, m=1024):
