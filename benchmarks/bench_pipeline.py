@@ -211,12 +211,10 @@ def stage_times(proc, run, settings):
             fn = getattr(self._lib, name)
             return timed(direct[name], fn) if name in direct else fn
 
-    patches.append((native, "lib", None))
-    saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches]
+    saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in patches] + [(native, "lib", native.lib)]
     if native.available():
         real_lib = native.lib
         native.lib = lambda: TimedLib(real_lib())
-    patches.pop()
     # the methods are frozen dataclasses held by the settings: wrapped copies, restored below
     methods = (settings.contact, settings.derivative)
     settings.contact = dataclasses.replace(methods[0], function=timed(
